@@ -1,0 +1,28 @@
+"""Hook implementations of the built-in plugin: the baseline components."""
+
+from ctxseg.registry import Component, hookimpl
+
+
+@hookimpl
+def ctxseg_components() -> list[Component]:
+    return [
+        Component("backbone", "base.resnet", "ctxseg.builtin.resnet:ResNet",
+                  "torchvision ResNet-18/34/50/101/152, output stride 8/16/32 by dilation",
+                  example={"depth": 18}),
+        Component("backbone", "base.vgg16", "ctxseg.builtin.vgg:VGG16",
+                  "torchvision VGG-16 conv layers, output stride 8/16/32 by dilation"),
+        Component("context_head", "base.fcn", "ctxseg.builtin.fcn:FCNHead",
+                  "FCN baseline head: 3x3 conv, BN, ReLU, dropout (no context)",
+                  example={"channels": 8}),
+        Component("loss", "base.cross_entropy", "ctxseg.builtin.losses:CrossEntropy",
+                  "pixel-wise cross-entropy with ignore index"),
+        Component("schedule", "base.poly", "ctxseg.builtin.schedules:Poly",
+                  "poly learning-rate decay (1 - step/total)^power, with linear warm-up"),
+        Component("optimizer", "base.sgd", "ctxseg.builtin.optimizers:SGD",
+                  "SGD with momentum and weight decay"),
+        Component("dataset", "base.folder", "ctxseg.data.folder:FolderDataset",
+                  "images/ + masks/ (PNG) + classes.json, split by folders"),
+        Component("dataset", "base.context_scenes", "ctxseg.data.context_scenes:ContextScenes",
+                  "procedural scenes where context decides the class (generated on first use)",
+                  example={"train_size": 8, "val_size": 4, "image_size": 64}),
+    ]

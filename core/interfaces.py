@@ -1,0 +1,135 @@
+"""The typed interfaces every component implements, with their tensor contracts.
+
+A component is a class with a ``Config`` attribute (an attrs class holding its TOML
+parameters, defaults from its paper) and a constructor whose first argument is that
+config; the other constructor arguments are what the framework infers (channel
+counts, class count, ...), so a spec never repeats a number.
+
+Shapes below: B batch, C channels, K classes, H x W the input image size.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "Backbone",
+    "ContextHead",
+    "Fusion",
+    "Loss",
+    "Optimizer",
+    "Schedule",
+    "SegmentationDataset",
+]
+
+
+class Backbone(nn.Module, abc.ABC):
+    """Images ``(B, 3, H, W)`` -> named feature maps, shallow to deep.
+
+    Constructed as ``Backbone(config)``. Declares for every output its channels and
+    stride: ``forward(x)[name]`` has shape ``(B, channels[name], ceil(H / strides[name]),
+    ceil(W / strides[name]))`` when H and W are multiples of the largest stride.
+    """
+
+    Config: ClassVar[type]
+    channels: dict[str, int]
+    strides: dict[str, int]
+
+    @abc.abstractmethod
+    def forward(self, images: Tensor) -> dict[str, Tensor]: ...
+
+    @property
+    def deepest(self) -> str:
+        """Name of the last (deepest) output, the default input of the context heads."""
+        return list(self.channels)[-1]
+
+
+class ContextHead(nn.Module, abc.ABC):
+    """A feature map ``(B, C_in, h, w)`` -> a context-enriched map ``(B, out_channels, h, w)``.
+
+    Constructed as ``ContextHead(config, in_channels, num_classes)``; ``num_classes``
+    lets a head that works on class scores (a context module) size itself.
+    """
+
+    Config: ClassVar[type]
+    out_channels: int
+
+    @abc.abstractmethod
+    def forward(self, x: Tensor) -> Tensor: ...
+
+
+class Fusion(nn.Module, abc.ABC):
+    """Several maps ``(B, C_i, H/s_i, W/s_i)`` -> one map ``(B, out_channels, H/s, W/s)``, s = min s_i.
+
+    Constructed as ``Fusion(config, in_channels, strides, num_classes)``. A fusion that
+    already emits class scores sets ``out_channels = num_classes`` and
+    ``emits_scores = True``; the model then adds no classifier.
+    """
+
+    Config: ClassVar[type]
+    out_channels: int
+    emits_scores: bool = False
+
+    @abc.abstractmethod
+    def forward(self, maps: Sequence[Tensor]) -> Tensor: ...
+
+
+class Loss(nn.Module, abc.ABC):
+    """Scores ``(B, K, H, W)`` and labels ``(B, H, W)`` (int64) -> a scalar.
+
+    Constructed as ``Loss(config, ignore_index)``; pixels labelled ``ignore_index``
+    contribute neither to the value nor to the gradient. The model's main output and
+    its auxiliary outputs are each passed through it and weighted by the framework.
+    """
+
+    Config: ClassVar[type]
+
+    @abc.abstractmethod
+    def forward(self, scores: Tensor, target: Tensor) -> Tensor: ...
+
+
+class Schedule(abc.ABC):
+    """Learning-rate factor per optimizer step: ``lr(step) = base_lr * schedule(step)``.
+
+    Constructed as ``Schedule(config, total_steps)``; stateless, so resuming a run
+    needs only the step.
+    """
+
+    Config: ClassVar[type]
+
+    @abc.abstractmethod
+    def __call__(self, step: int) -> float: ...
+
+
+class Optimizer(torch.optim.Optimizer):
+    """A torch optimizer constructed as ``Optimizer(config, param_groups)``."""
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any, params: Iterable[Any]): ...  # pragma: no cover
+
+
+class SegmentationDataset(torch.utils.data.Dataset, abc.ABC):
+    """Samples of ``(image, mask)``: ``(3, H, W)`` uint8 and ``(H, W)`` int64.
+
+    Constructed as ``SegmentationDataset(config, split)`` with split ``"train"`` or
+    ``"val"``. Mask values are class indices in ``[0, len(classes))`` or ``ignore_index``.
+    ``names[i]`` identifies sample ``i`` (its file stem) in predictions and pictures.
+    """
+
+    Config: ClassVar[type]
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    ignore_index: int = 255
+    names: list[str]
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]: ...

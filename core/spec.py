@@ -1,0 +1,219 @@
+"""The TOML spec: one file describes the model, its training and its data.
+
+A component is chosen by a table with a ``name`` (its registry name) and its own
+parameters; the registry's component class says which parameters exist::
+
+    [model.backbone]
+    name = "base.resnet"
+    depth = 50
+    output_stride = 8
+
+Channel counts and the number of classes are never written: they flow from the
+backbone and the dataset. See ``examples/`` and the README for complete specs.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from ctxseg.config import InvalidValue, converter, structure, unstructure
+from ctxseg.errors import SpecError
+from ctxseg.registry import Kind, default_registry
+
+__all__ = [
+    "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef",
+    "FusionRef", "LossRef", "ModelSpec", "OptimizerRef", "Ref", "RunSpec", "ScheduleRef",
+    "Spec", "load_spec", "spec_from_dict",
+]
+
+
+@attrs.frozen
+class Ref:
+    """A component chosen in the spec: its registry name and its structured ``Config``.
+
+    Subclasses fix the kind and may add framework keys that sit beside the
+    component's own parameters in the same table (e.g. an auxiliary head's ``weight``).
+    """
+
+    kind: ClassVar[Kind]
+    name: str
+    config: Any
+
+    def load(self) -> type:
+        """The component's class."""
+        return default_registry().get(self.kind, self.name).load()
+
+
+@attrs.frozen
+class BackboneRef(Ref):
+    kind = Kind.BACKBONE
+
+
+@attrs.frozen
+class ContextRef(Ref):
+    kind = Kind.CONTEXT_HEAD
+
+
+@attrs.frozen
+class AuxRef(Ref):
+    """A deeply supervised auxiliary head (PSPNet Sec. 4): trained, never run at inference."""
+
+    kind = Kind.CONTEXT_HEAD
+    input: str = "c4"
+    """Backbone feature the head reads."""
+    weight: float = attrs.field(default=0.4, validator=attrs.validators.ge(0.0))
+    """Weight of its loss in the total (PSPNet: 0.4)."""
+
+
+@attrs.frozen
+class FusionRef(Ref):
+    kind = Kind.FUSION
+    inputs: tuple[str, ...] = ("context",)
+    """Backbone feature names, and "context" for the context heads' output."""
+
+
+@attrs.frozen
+class LossRef(Ref):
+    kind = Kind.LOSS
+
+
+@attrs.frozen
+class ScheduleRef(Ref):
+    kind = Kind.SCHEDULE
+
+
+@attrs.frozen
+class OptimizerRef(Ref):
+    kind = Kind.OPTIMIZER
+
+
+@attrs.frozen
+class DatasetRef(Ref):
+    kind = Kind.DATASET
+
+
+@functools.cache
+def _keys_class(ref_cls: type[Ref]) -> type:
+    """An attrs class of the framework keys a Ref subclass adds (for strict structuring)."""
+    own = {f.name: attrs.field(type=f.type, default=f.default, validator=f.validator)
+           for f in attrs.fields(ref_cls) if f.name not in ("name", "config")}
+    return attrs.make_class(f"{ref_cls.__name__}Keys", own, frozen=True)
+
+
+def _structure_ref(data: Any, ref_cls: type[Ref]) -> Ref:
+    if not isinstance(data, dict):
+        raise InvalidValue(f"expected a table with a 'name' key, got {data!r}")
+    params = dict(data)
+    name = params.pop("name", None)
+    if not isinstance(name, str):
+        known = ", ".join(c.name for c in default_registry().components(ref_cls.kind))
+        raise InvalidValue(f"expected 'name' = one of the registered {ref_cls.kind}s: {known}")
+    keys_cls = _keys_class(ref_cls)
+    keys = {f.name: params.pop(f.name) for f in attrs.fields(keys_cls) if f.name in params}
+    component_cls = default_registry().get(ref_cls.kind, name).load()
+    config = converter.structure(params, component_cls.Config)
+    return ref_cls(name=name, config=config, **attrs.asdict(converter.structure(keys, keys_cls)))
+
+
+def _unstructure_ref(ref: Ref) -> dict[str, Any]:
+    keys = {f.name: unstructure(getattr(ref, f.name)) for f in attrs.fields(type(ref))
+            if f.name not in ("name", "config")}
+    return {"name": ref.name, **keys, **unstructure(ref.config)}
+
+
+converter.register_structure_hook_func(lambda t: isinstance(t, type) and issubclass(t, Ref), _structure_ref)
+converter.register_unstructure_hook_func(lambda t: isinstance(t, type) and issubclass(t, Ref), _unstructure_ref)
+
+
+def _default(ref_cls: type[Ref], name: str) -> Any:
+    return attrs.Factory(lambda: _structure_ref({"name": name}, ref_cls))
+
+
+@attrs.frozen(kw_only=True)
+class ClassifierSpec:
+    """The 1x1 convolution from the last feature map to class scores."""
+
+    enabled: bool = True
+    """False when the last head or the fusion already emits class scores."""
+    dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
+
+
+@attrs.frozen(kw_only=True)
+class ModelSpec:
+    backbone: BackboneRef
+    input: str = ""
+    """Backbone feature the context heads read; empty means the deepest."""
+    context: tuple[ContextRef, ...] = ()
+    """Context heads applied in order ([[model.context]] tables)."""
+    fusion: FusionRef | None = None
+    classifier: ClassifierSpec = attrs.Factory(ClassifierSpec)
+    aux: tuple[AuxRef, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class DataSpec:
+    dataset: DatasetRef = _default(DatasetRef, "base.context_scenes")
+    batch_size: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    crop_size: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    """Square training crop in pixels; 0 trains on whole images."""
+    scale: tuple[float, float] = (1.0, 1.0)
+    """Random resize range for training (PSPNet: 0.5 to 2)."""
+    flip: bool = True
+    """Random horizontal mirror for training."""
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@attrs.frozen(kw_only=True)
+class RunSpec:
+    steps: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
+    eval_every: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    """Evaluate (and checkpoint) every so many steps; 0 means only at the end."""
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 runs the forward pass under autocast; weights and optimizer stay fp32."""
+    channels_last: bool = False
+    threads: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    """CPU threads for torch; 0 keeps torch's default."""
+
+
+@attrs.frozen(kw_only=True)
+class Spec:
+    """A whole run: model, data, loss, optimizer, schedule and run settings."""
+
+    model: ModelSpec
+    data: DataSpec = attrs.Factory(DataSpec)
+    loss: LossRef = _default(LossRef, "base.cross_entropy")
+    optimizer: OptimizerRef = _default(OptimizerRef, "base.sgd")
+    schedule: ScheduleRef = _default(ScheduleRef, "base.poly")
+    run: RunSpec = attrs.Factory(RunSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec as a TOML-compatible table (every default filled in)."""
+        return unstructure(self)
+
+
+def spec_from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
+    """Structure a spec table; errors name ``source`` and the TOML path."""
+    return structure(data, Spec, source=source)
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a TOML spec file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: cannot read spec: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{path}: invalid TOML: {error}") from None
+    return spec_from_dict(data, source=str(path))

@@ -1,0 +1,24 @@
+"""Plugin discovery: hook specifications, component records and the registry."""
+
+from .component import Component, Kind
+from .discovery import (
+    AUTOLOAD_ENV,
+    STRICT_ENV,
+    PluginFailure,
+    Registry,
+    default_registry,
+    reset_default_registry,
+)
+from .hookspec import hookimpl
+
+__all__ = [
+    "AUTOLOAD_ENV",
+    "STRICT_ENV",
+    "Component",
+    "Kind",
+    "PluginFailure",
+    "Registry",
+    "default_registry",
+    "hookimpl",
+    "reset_default_registry",
+]
