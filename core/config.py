@@ -15,7 +15,7 @@ import attrs
 import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
 
-from ctxseg.errors import SpecError
+from ctxseg.errors import PluginError, SpecError
 
 __all__ = ["converter", "structure", "unstructure"]
 
@@ -67,7 +67,7 @@ def _describe(exc: BaseException, type_: type | None) -> str:
         return "required key missing"
     if typing.get_origin(type_) is typing.Literal:
         return f"expected one of {', '.join(map(repr, typing.get_args(type_)))}"
-    if isinstance(exc, (InvalidValue, LookupError)):
+    if isinstance(exc, (InvalidValue, LookupError, PluginError)):
         return str(exc)
     if isinstance(exc, ValueError) and exc.args and isinstance(exc.args[0], str):
         return exc.args[0]  # attrs validators say what they expected

@@ -128,6 +128,11 @@ class SegmentationDataset(torch.utils.data.Dataset, abc.ABC):
     ignore_index: int = 255
     names: list[str]
 
+    @classmethod
+    @abc.abstractmethod
+    def class_names(cls, config: Any) -> list[str]:
+        """The class names, known without reading any sample (``ctxseg inspect`` sizes models with it)."""
+
     @abc.abstractmethod
     def __len__(self) -> int: ...
 

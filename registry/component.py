@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from ctxseg.errors import PluginError
+
 __all__ = ["Component", "Kind"]
 
 
@@ -60,5 +62,8 @@ class Component:
         if not isinstance(self.target, str):
             return self.target
         module_name, _, attr = self.target.partition(":")
-        module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as error:
+            raise PluginError(f"{self.kind} {self.name!r} of plugin distribution {self.distribution!r} "
+                              f"cannot be imported from {self.target!r}: {error}") from error

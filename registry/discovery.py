@@ -124,7 +124,7 @@ class Registry:
             return self._components[kind, name]
         except KeyError:
             known = [c.name for c in self.components(kind)]
-            near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            near = difflib.get_close_matches(name, known, n=2, cutoff=0.75)
             hint = f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
             raise LookupError(
                 f"unknown {kind} {name!r}{hint} (registered: {', '.join(known) or 'none'})"

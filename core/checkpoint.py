@@ -1,0 +1,80 @@
+"""Resumable training state in a safetensors file: model, optimizer, step, RNG, history.
+
+Tensors are stored under ``model/<name>``, ``optimizer/<param index>/<key>`` and
+``rng/<device>``; everything else (step, optimizer hyper-parameters, the resolved
+spec, the metric history) is JSON in the metadata. No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from ctxseg.errors import WeightsError
+from ctxseg.weights import load_state, read_safetensors, write_tensors
+
+__all__ = ["TrainingState", "load_checkpoint", "save_checkpoint"]
+
+FORMAT = "ctxseg.checkpoint/1"
+
+
+@attrs.define
+class TrainingState:
+    step: int
+    history: list[dict[str, Any]]
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    state: TrainingState, spec: dict[str, Any]) -> None:
+    """Write everything needed to continue training at ``state.step``, atomically."""
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    optim = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entries in optim["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{index}/{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    tensors["rng/cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng/cuda"] = torch.cuda.get_rng_state()
+    metadata = {
+        "ctxseg.format": FORMAT,
+        "ctxseg.spec": json.dumps(spec),
+        "ctxseg.step": str(state.step),
+        "ctxseg.history": json.dumps(state.history),
+        "ctxseg.param_groups": json.dumps(optim["param_groups"]),
+        "ctxseg.optimizer_scalars": json.dumps(scalars),
+    }
+    write_tensors(path, tensors, metadata)
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    spec: dict[str, Any]) -> TrainingState:
+    """Restore model, optimizer and RNG from ``path``; the run's spec must be the one saved."""
+    path = Path(path)
+    tensors, meta = read_safetensors(path)
+    if meta.get("ctxseg.format") != FORMAT:
+        raise WeightsError(f"{path}: not a ctxseg checkpoint (expected format {FORMAT!r})")
+    if json.loads(meta["ctxseg.spec"]) != spec:
+        raise WeightsError(f"{path}: was written by a run with a different spec; "
+                           "resume with the same spec or train into a new --out directory")
+    load_state(model, {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}, str(path))
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer/"):
+            _, index, name = key.split("/", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, entries in json.loads(meta["ctxseg.optimizer_scalars"]).items():
+        state.setdefault(int(index), {}).update(entries)
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["ctxseg.param_groups"])})
+    torch.set_rng_state(tensors["rng/cpu"])
+    if "rng/cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng/cuda"])
+    return TrainingState(step=int(meta["ctxseg.step"]), history=json.loads(meta["ctxseg.history"]))

@@ -1,0 +1,175 @@
+"""The ``ctxseg`` command line. Sub-commands import torch only when they run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from ctxseg import __version__
+from ctxseg.errors import CtxsegError
+
+__all__ = ["main"]
+
+
+def _plugins(args: argparse.Namespace) -> None:
+    from ctxseg.registry import Registry
+
+    registry = Registry(strict=args.strict_plugins or None)
+    rows = [{"kind": str(c.kind), "name": c.name, "distribution": c.distribution, "version": c.version,
+             "summary": c.summary} for c in registry.components()]
+    if args.json:
+        failures = [{"distribution": f.distribution, "error": f"{type(f.error).__name__}: {f.error}"}
+                    for f in registry.failures]
+        print(json.dumps({"components": rows, "failures": failures}, indent=2))
+        return
+    widths = [max(len(r[k]) for r in rows) for k in ("kind", "name", "distribution", "version")]
+    for r in rows:
+        cells = [r[k].ljust(w) for k, w in zip(("kind", "name", "distribution", "version"), widths, strict=True)]
+        print("  ".join(cells), "", r["summary"])
+
+
+def _class_names(spec, override: int | None) -> list[str]:
+    if override:
+        return [str(i) for i in range(override)]
+    ref = spec.data.dataset
+    return ref.load().class_names(ref.config)
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from ctxseg.model import SegmentationModel
+    from ctxseg.spec import load_spec
+    from ctxseg.summary import summarize
+    from ctxseg.weights import load_model
+
+    target = Path(args.target)
+    if target.suffix == ".safetensors":
+        model, spec, info = load_model(target)
+        classes = info.classes
+    else:
+        spec = load_spec(target)
+        classes = _class_names(spec, args.classes)
+        model = SegmentationModel(spec.model, len(classes), pretrained=False, source=str(target))
+    report = {"source": str(target), "classes": len(classes),
+              **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{target}: {len(classes)} classes")
+    for name, count in report["parameters"].items():
+        print(f"  parameters {name:<28} {count:>13,}")
+    rf = report["receptive_field"]
+    print(f"  output stride                         {report['output_stride']:>13}")
+    print(f"  receptive field (at {'x'.join(map(str, report['receptive_field_measured_at']))})"
+          f"{'':<10} {rf if isinstance(rf, str) else 'x'.join(map(str, rf)):>13}")
+    print(f"  output shape for {report['input_shape']}: {report['output_shape']}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from ctxseg.report import metrics_table
+    from ctxseg.spec import load_spec
+    from ctxseg.train import train
+
+    spec = load_spec(args.spec)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
+    metrics = train(spec, out, source=args.spec, resume=args.resume, progress=not args.quiet)
+    print(metrics_table(metrics))
+    print(f"run directory: {out} (model.safetensors, metrics.json, curves.png, predictions/)")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from ctxseg.evaluate import evaluate
+    from ctxseg.files import atomic_path
+    from ctxseg.report import metrics_table
+    from ctxseg.runtime import Runtime
+    from ctxseg.spec import load_spec
+    from ctxseg.weights import load_model
+
+    model, spec, info = load_model(args.weights)
+    data = load_spec(args.spec).data if args.spec else spec.data
+    dataset = data.dataset.load()(data.dataset.config, args.split)
+    if dataset.classes != info.classes:
+        raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
+                          f"but the {args.split} split has {dataset.classes}")
+    runtime = Runtime(spec.run)
+    confusion, _ = evaluate(runtime.model(model), dataset, data, runtime, progress=not args.quiet)
+    metrics = confusion.compute(dataset.classes)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from ctxseg.predict import predict
+
+    written = predict(Path(args.weights), [Path(p) for p in args.images], Path(args.out), progress=not args.quiet)
+    print(f"wrote {len(written)} masks and overlays to {args.out}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ctxseg", description="Compose, train and ship context-aware segmentation models.")
+    p.add_argument("--version", action="version", version=f"ctxseg {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("plugins", help="list every registered component and its plugin")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--strict-plugins", action="store_true", help="fail if any plugin fails to load")
+    s.set_defaults(run=_plugins)
+
+    s = sub.add_parser("inspect", help="parameters, output stride, receptive field, output shape")
+    s.add_argument("target", metavar="SPEC_OR_WEIGHTS")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--input-size", nargs=2, type=int, default=[512, 512], metavar=("H", "W"))
+    s.add_argument("--rf-size", nargs=2, type=int, metavar=("H", "W"),
+                   help="input size for measuring the receptive field (default: --input-size)")
+    s.add_argument("--classes", type=int, help="number of classes (default: the spec's dataset)")
+    s.set_defaults(run=_inspect)
+
+    s = sub.add_parser("train", help="train a spec's model and evaluate it")
+    s.add_argument("spec", metavar="SPEC")
+    s.add_argument("--out", metavar="DIR", help="run directory (default: runs/<spec name>)")
+    s.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.safetensors")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(run=_train)
+
+    s = sub.add_parser("eval", help="evaluate weights on a dataset split")
+    s.add_argument("weights", metavar="WEIGHTS")
+    s.add_argument("--spec", help="take the [data] table from this spec instead of the weights file")
+    s.add_argument("--split", default="val")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(run=_eval)
+
+    s = sub.add_parser("predict", help="label images with a weights file")
+    s.add_argument("weights", metavar="WEIGHTS")
+    s.add_argument("images", nargs="+", metavar="IMAGE")
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(run=_predict)
+    return p
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"ctxseg: warning: {message}", file=file or sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        args.run(args)
+    except CtxsegError as error:
+        print(f"ctxseg: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ctxseg: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

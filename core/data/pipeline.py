@@ -1,0 +1,103 @@
+"""From dataset samples to training batches: augmentation, sampling, batching.
+
+Training is resumable and reproducible whatever the number of loader workers: the
+sampler yields ``(index, seed)`` pairs in an order fixed by the run's seed, and every
+sample's augmentation draws from its own seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from ctxseg.interfaces import SegmentationDataset
+from ctxseg.spec import DataSpec
+
+__all__ = ["EvalTransform", "TrainTransform", "train_loader"]
+
+
+class EvalTransform:
+    """uint8 image -> normalized float image; the mask passes through unchanged."""
+
+    def __init__(self, spec: DataSpec):
+        self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(spec.mean, spec.std)])
+
+    def __call__(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        return self.normalize(tv_tensors.Image(image)).as_subclass(Tensor), mask
+
+
+class TrainTransform(EvalTransform):
+    """Random resize, crop (padding the image with its mean, the mask with ignore), mirror.
+
+    Masks are always resampled with nearest neighbour (torchvision does so for
+    ``tv_tensors.Mask``), so no label is ever interpolated.
+    """
+
+    def __init__(self, spec: DataSpec, ignore_index: int):
+        super().__init__(spec)
+        self.scale = spec.scale
+        steps = []
+        if spec.crop_size:
+            fill = {tv_tensors.Image: [round(255 * m) for m in spec.mean], tv_tensors.Mask: ignore_index}
+            steps.append(v2.RandomCrop(spec.crop_size, pad_if_needed=True, fill=fill))
+        if spec.flip:
+            steps.append(v2.RandomHorizontalFlip())
+        self.geometry = v2.Compose(steps)
+
+    def __call__(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
+        low, high = self.scale
+        if (low, high) != (1.0, 1.0):
+            s = low + (high - low) * torch.rand(()).item()
+            size = [max(1, round(s * image.shape[-2])), max(1, round(s * image.shape[-1]))]
+            image, mask = v2.functional.resize(image, size), v2.functional.resize(mask, size)
+        image, mask = self.geometry(image, mask)
+        return super().__call__(image, mask.as_subclass(Tensor))
+
+
+class _Augmented(Dataset):
+    """Applies a transform to ``dataset[index]`` under the per-sample seed it is given."""
+
+    def __init__(self, dataset: SegmentationDataset, transform: TrainTransform):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        index, seed = key
+        image, mask = self.dataset[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(image, mask)
+
+
+class _EpochSampler(Sampler):
+    """Endless ``(index, seed)`` pairs: a seeded permutation per epoch, starting at ``start``."""
+
+    def __init__(self, size: int, seed: int, start: int = 0):
+        self.size, self.seed, self.start = size, seed, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, offset = divmod(self.start, self.size)
+        while True:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+            for position in range(offset, self.size):
+                yield int(order[position]), random.Random(f"{self.seed}/{epoch}/{position}").getrandbits(63)
+            epoch, offset = epoch + 1, 0
+
+
+def train_loader(dataset: SegmentationDataset, spec: DataSpec, seed: int, start_step: int = 0) -> DataLoader:
+    """An endless loader of ``(images (B,3,h,w), masks (B,h,w))``, resuming at ``start_step``."""
+    sampler = _EpochSampler(len(dataset), seed, start=start_step * spec.batch_size)
+    return DataLoader(
+        _Augmented(dataset, TrainTransform(spec, dataset.ignore_index)),
+        batch_size=spec.batch_size, sampler=sampler, num_workers=spec.workers,
+        persistent_workers=spec.workers > 0, drop_last=True,
+    )

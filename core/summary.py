@@ -1,0 +1,88 @@
+"""``ctxseg inspect``: what a model is, measured on the model itself.
+
+Parameters are counted per component. The theoretical receptive field is measured
+from gradients: the model is copied in float64 with every weight made positive
+(``1 / fan-in``), batch-norm turned into the identity, and max-pooling into
+average-pooling, so that no ReLU or max can hide a path; the input pixels with a
+non-zero gradient of the centre output are exactly those within its receptive field.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from ctxseg.model import SegmentationModel
+
+__all__ = ["receptive_field", "summarize"]
+
+
+def _count(module: nn.Module | None) -> int:
+    return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+
+def _positive_linear_copy(model: nn.Module) -> nn.Module:
+    probe = copy.deepcopy(model).double().eval()
+    for name, child in list(probe.named_modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, nn.MaxPool2d):
+                setattr(child, attr, nn.AvgPool2d(sub.kernel_size, sub.stride, sub.padding, sub.ceil_mode))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in probe.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_parameters()  # mean 0, var 1, weight 1, bias 0: the identity
+                module.eps = 0.0
+            for p_name, p in module.named_parameters(recurse=False):
+                if p_name == "weight" and p.dim() > 1:
+                    fan_in = p[0].numel()
+                    p.copy_((0.5 + torch.rand(p.shape, generator=generator, dtype=p.dtype)) / fan_in)
+                elif not isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    p.zero_()
+    return probe
+
+
+def receptive_field(model: SegmentationModel, size: tuple[int, int]) -> tuple[int, int] | None:
+    """Height and width of the input region that the centre output pixel depends on.
+
+    ``None`` means it covers the whole input (global context, or an input too small
+    to tell); measure at a larger ``size`` to tell the two apart.
+    """
+    probe = _positive_linear_copy(model)
+    generator = torch.Generator().manual_seed(1)
+    x = (0.5 + torch.rand(1, 3, *size, generator=generator, dtype=torch.float64)).requires_grad_()
+    out = probe(x)["out"]
+    out[0, :, size[0] // 2, size[1] // 2].sum().backward()
+    rows = x.grad[0].abs().sum(0).sum(1).nonzero().flatten()
+    cols = x.grad[0].abs().sum(0).sum(0).nonzero().flatten()
+    if rows[0] == 0 and rows[-1] == size[0] - 1 or cols[0] == 0 and cols[-1] == size[1] - 1:
+        return None
+    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+def summarize(model: SegmentationModel, size: tuple[int, int], rf_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Parameters (total and per component), output stride, receptive field, output shape."""
+    parts = {"backbone": _count(model.backbone)}
+    for i, head in enumerate(model.context):
+        parts[f"context[{i}]"] = _count(head)
+    if model.fusion is not None:
+        parts["fusion"] = _count(model.fusion)
+    parts["classifier"] = _count(model.classifier)
+    for name, head in model.aux.items():
+        parts[f"aux.{name} (training only)"] = _count(head)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, *size))["out"]
+    rf = receptive_field(model, rf_size or size)
+    return {
+        "parameters": {"total": _count(model), "inference": _count(model) - sum(_count(h) for h in model.aux.values()),
+                       **parts},
+        "output_stride": model.output_stride,
+        "receptive_field": list(rf) if rf else "whole input",
+        "receptive_field_measured_at": list(rf_size or size),
+        "input_shape": [1, 3, *size],
+        "output_shape": list(out.shape),
+    }

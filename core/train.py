@@ -1,0 +1,120 @@
+"""``ctxseg train``: train a spec's model, evaluate it, and fill a run directory.
+
+A run directory holds::
+
+    checkpoint.safetensors   resumable state (written at every evaluation)
+    model.safetensors        final weights, rebuildable without the spec
+    metrics.json             final validation metrics and the whole history
+    curves.png               training loss and validation mIoU against step
+    predictions/*.png        image | ground truth | prediction, for a few validation images
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ctxseg.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from ctxseg.data.pipeline import train_loader
+from ctxseg.errors import CtxsegError
+from ctxseg.evaluate import evaluate
+from ctxseg.files import atomic_path
+from ctxseg.model import SegmentationModel
+from ctxseg.runtime import Runtime
+from ctxseg.spec import Spec
+from ctxseg.visualize import panel, plot_curves, save_png
+from ctxseg.weights import save_weights
+
+__all__ = ["train"]
+
+PICTURES = 6
+"""Validation images drawn into predictions/."""
+
+
+def _build_data(spec: Spec):
+    ref = spec.data.dataset
+    cls = ref.load()
+    return cls(ref.config, "train"), cls(ref.config, "val")
+
+
+def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train ``spec`` into the run directory ``out``; return the final validation metrics.
+
+    With ``resume``, training continues from ``out/checkpoint.safetensors`` if present.
+    """
+    run = spec.run
+    torch.manual_seed(run.seed)
+    runtime = Runtime(run)
+    train_set, val_set = _build_data(spec)
+    classes = train_set.classes
+    if val_set.classes != classes:
+        raise CtxsegError(f"{source}: the train and val splits disagree on the classes")
+
+    model = runtime.model(SegmentationModel(spec.model, len(classes), source=source))
+    criterion = spec.loss.load()(spec.loss.config, train_set.ignore_index)
+    optimizer = spec.optimizer.load()(spec.optimizer.config, [p for p in model.parameters() if p.requires_grad])
+    schedule = spec.schedule.load()(spec.schedule.config, run.steps)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    resolved = spec.to_dict()
+
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "checkpoint.safetensors"
+    state = TrainingState(step=0, history=[])
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint, model, optimizer, resolved)
+    eval_every = run.eval_every or run.steps
+
+    model.train()
+    batches = iter(train_loader(train_set, spec.data, run.seed, start_step=state.step))
+    bar = tqdm(total=run.steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
+    started, running = time.perf_counter(), []
+    trains = state.step < run.steps
+    while state.step < run.steps:
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * schedule(state.step)
+        images, masks = next(batches)
+        images, masks = runtime.images(images), masks.to(runtime.device)
+        with runtime.autocast():
+            outputs = model(images)
+        parts = {name: criterion(scores, masks) for name, scores in outputs.items()}
+        loss = parts["out"] + sum(model.aux_weights[n] * v for n, v in parts.items() if n != "out")
+        if not torch.isfinite(loss):
+            raise CtxsegError(f"{source}: training diverged at step {state.step} (loss {loss.item()}); "
+                              "lower optimizer.lr or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state.step += 1
+        running.append(loss.item())
+        bar.update()
+        bar.set_postfix(loss=f"{running[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
+        if state.step % 10 == 0 or state.step == run.steps:
+            state.history.append({"step": state.step, "loss": sum(running) / len(running)})
+            running = []
+        if state.step % eval_every == 0 or state.step == run.steps:
+            last = state.step == run.steps
+            confusion, examples = evaluate(model, val_set, spec.data, runtime, keep=PICTURES * last,
+                                           progress=progress)
+            metrics = confusion.compute(classes)
+            state.history.append({"step": state.step, **{k: v for k, v in metrics.items() if k != "per_class_iou"}})
+            bar.write(f"step {state.step}: val mIoU {100 * metrics['mean_iou']:.1f}%")
+            save_checkpoint(checkpoint, model, optimizer, state, resolved)
+    bar.close()
+    elapsed = time.perf_counter() - started
+    if not trains:  # resumed a finished run: nothing was trained, evaluate once
+        confusion, examples = evaluate(model, val_set, spec.data, runtime, keep=PICTURES, progress=progress)
+        metrics = confusion.compute(classes)
+    save_weights(out / "model.safetensors", model, resolved, classes, train_set.palette, metrics)
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps({"final": metrics, "train_seconds": elapsed, "steps": run.steps,
+                                   "history": state.history}, indent=2))
+    plot_curves(state.history, out / "curves.png")
+    for index, image, mask, prediction in examples:
+        save_png(panel(image, mask, prediction, train_set.palette), out / "predictions" / f"{val_set.names[index]}.png")
+    return metrics

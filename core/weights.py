@@ -1,0 +1,145 @@
+"""Weights files: safetensors whose metadata rebuild the model without its spec.
+
+Metadata keys (all JSON strings): ``ctxseg.format``, ``ctxseg.spec`` (the resolved
+spec, every default filled in), ``ctxseg.classes``, ``ctxseg.palette``,
+``ctxseg.plugins`` (distribution -> version of every plugin that supplied a
+component) and ``ctxseg.metrics`` (optional). No pickle is involved anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import safetensors
+import safetensors.torch
+import torch
+from torch import Tensor, nn
+
+from ctxseg.errors import CtxsegError, WeightsError
+from ctxseg.files import atomic_path
+from ctxseg.registry import default_registry
+
+__all__ = [
+    "WeightsInfo", "load_model", "load_state", "read_safetensors", "read_weights", "save_weights", "write_tensors",
+]
+
+FORMAT = "ctxseg.weights/1"
+
+
+@attrs.frozen
+class WeightsInfo:
+    """What a weights file says about itself."""
+
+    spec: dict[str, Any]
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    plugins: dict[str, str]
+    metrics: dict[str, Any] | None
+
+
+def plugin_versions() -> dict[str, str]:
+    """Distribution -> version of every loaded plugin (ctxseg itself included)."""
+    return {c.distribution: c.version for c in default_registry().components()}
+
+
+def write_tensors(path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> None:
+    """Write a safetensors file atomically."""
+    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(plain, str(tmp), metadata=dict(metadata))
+
+
+def save_weights(path: str | Path, model: nn.Module, spec: Mapping[str, Any], classes: list[str],
+                 palette: list[tuple[int, int, int]], metrics: Mapping[str, Any] | None = None) -> None:
+    """Save a model's weights with everything needed to rebuild it."""
+    metadata = {
+        "ctxseg.format": FORMAT,
+        "ctxseg.spec": json.dumps(spec),
+        "ctxseg.classes": json.dumps(classes),
+        "ctxseg.palette": json.dumps([list(c) for c in palette]),
+        "ctxseg.plugins": json.dumps(plugin_versions()),
+    }
+    if metrics is not None:
+        metadata["ctxseg.metrics"] = json.dumps(metrics)
+    write_tensors(path, model.state_dict(), metadata)
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """All tensors and the metadata of a safetensors file; WeightsError if unreadable."""
+    path = Path(path)
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such weights file") from None
+    except Exception as error:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], WeightsInfo]:
+    """The tensors and metadata of a ctxseg weights file."""
+    path = Path(path)
+    tensors, meta = read_safetensors(path)
+    if meta.get("ctxseg.format") != FORMAT:
+        raise WeightsError(f"{path}: not a ctxseg weights file (metadata 'ctxseg.format' is "
+                           f"{meta.get('ctxseg.format')!r}, expected {FORMAT!r})")
+    try:
+        info = WeightsInfo(
+            spec=json.loads(meta["ctxseg.spec"]),
+            classes=json.loads(meta["ctxseg.classes"]),
+            palette=[tuple(c) for c in json.loads(meta["ctxseg.palette"])],
+            plugins=json.loads(meta["ctxseg.plugins"]),
+            metrics=json.loads(meta["ctxseg.metrics"]) if "ctxseg.metrics" in meta else None,
+        )
+    except (KeyError, ValueError, TypeError) as error:
+        raise WeightsError(f"{path}: corrupt ctxseg metadata ({type(error).__name__}: {error})") from None
+    return tensors, info
+
+
+def load_state(module: nn.Module, tensors: Mapping[str, Tensor], source: str) -> None:
+    """Load ``tensors`` into ``module`` exactly; list every missing, unexpected or mis-shaped tensor."""
+    expected = module.state_dict()
+    missing = sorted(expected.keys() - tensors.keys())
+    unexpected = sorted(tensors.keys() - expected.keys())
+    misshaped = sorted(
+        f"{k} (file {tuple(tensors[k].shape)}, model {tuple(v.shape)})"
+        for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape
+    )
+    problems = [f"{label}: {', '.join(names)}" for label, names in
+                (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if names]
+    if problems:
+        raise WeightsError(f"{source}: does not match the model\n  " + "\n  ".join(problems))
+    with torch.no_grad():
+        module.load_state_dict(dict(tensors), strict=True)
+
+
+def load_model(path: str | Path, *, num_classes: int | None = None):
+    """Rebuild the model a weights file describes and load its weights.
+
+    :param num_classes: if given, the file's class count must equal it.
+    :return: ``(model in eval mode, Spec, WeightsInfo)``.
+    """
+    from ctxseg.model import SegmentationModel
+    from ctxseg.spec import spec_from_dict
+
+    tensors, info = read_weights(path)
+    if num_classes is not None and num_classes != len(info.classes):
+        raise WeightsError(f"{path}: trained for {len(info.classes)} classes ({', '.join(info.classes)}), "
+                           f"but {num_classes} are expected")
+    installed = plugin_versions()
+    for dist, version in info.plugins.items():
+        if installed.get(dist) != version:
+            warnings.warn(f"{path}: saved with {dist} {version}, installed: {installed.get(dist, 'none')}",
+                          stacklevel=2)
+    try:
+        spec = spec_from_dict(info.spec, source=f"{path} (embedded spec)")
+    except CtxsegError as error:
+        raise WeightsError(str(error)) from None
+    model = SegmentationModel(spec.model, len(info.classes), pretrained=False, source=f"{path} (embedded spec)")
+    load_state(model, tensors, str(path))
+    return model.eval(), spec, info
