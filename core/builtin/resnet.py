@@ -1,0 +1,88 @@
+"""ResNet backbone (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016,
+https://arxiv.org/abs/1512.03385), torchvision's implementation with a dilated output stride.
+
+Segmentation needs dense features, so the strides of the last stages are replaced by
+dilation (Chen et al., DeepLab, https://arxiv.org/abs/1606.00915; Zhao et al., PSPNet;
+Wu et al., FCRN): output stride 16 dilates stage 4 by 2, output stride 8 dilates
+stage 3 by 2 and stage 4 by 4. The ImageNet weights still apply because no layer
+changes shape.
+
+torchvision's ``replace_stride_with_dilation`` rejects BasicBlock (ResNet-18/34), so
+the dilation is applied here, one way for every depth: a 3x3 conv gets the dilation
+of the grid it ran on in the undilated network. The strided conv of a stage's first
+block therefore keeps the previous stage's dilation and every 3x3 conv after it gets
+the stage's new one. For bottlenecks (ResNet-50/101/152) this is exactly torchvision's
+``replace_stride_with_dilation``; for BasicBlock it dilates the first block's second conv too.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torchvision
+from torch import Tensor, nn
+
+from ctxseg.builtin.pretrained import load_pretrained
+from ctxseg.interfaces import Backbone
+
+__all__ = ["ResNet"]
+
+
+class ResNet(Backbone):
+    """torchvision ResNet-18/34/50/101/152 without pooling and classifier; outputs ``c2``..``c5``.
+
+    ``c2``..``c5`` are stages ``layer1``..``layer4``: strides 4, 8, 16, 32 capped at the
+    output stride; channels 64..512 (BasicBlock) or 256..2048 (bottleneck). The module
+    names are torchvision's, so its ImageNet ``.pth`` files load unchanged.
+    """
+
+    @attrs.define(frozen=True, kw_only=True)
+    class Config:
+        depth: int = attrs.field(default=50, validator=attrs.validators.in_((18, 34, 50, 101, 152)))
+        """Number of layers: 18 and 34 use BasicBlock, 50, 101 and 152 bottlenecks."""
+        output_stride: int = attrs.field(default=8, validator=attrs.validators.in_((8, 16, 32)))
+        """Stride of ``c5``; 8 is DeepLab's and PSPNet's setting, 32 the classification network."""
+        pretrained: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+        """Local ImageNet checkpoint (torchvision ``.pth`` or ``.safetensors``); empty = random init."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        net = getattr(torchvision.models, f"resnet{config.depth}")(weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        dilation = 1
+        for stride, stage in ((16, self.layer3), (32, self.layer4)):
+            if stride > config.output_stride:
+                _dilate(stage, dilation, 2 * dilation)
+                dilation *= 2
+        width = net.fc.in_features  # 512 or 2048: channels of layer4
+        self.channels = {"c2": width // 8, "c3": width // 4, "c4": width // 2, "c5": width}
+        natural = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
+        self.strides = {name: min(stride, config.output_stride) for name, stride in natural.items()}
+        if config.pretrained:
+            load_pretrained(self, config.pretrained, ignore_prefixes=("fc.",))
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # (B, 64, H/4, W/4)
+        features = {}
+        for name, stage in zip(self.channels, (self.layer1, self.layer2, self.layer3, self.layer4)):
+            x = features[name] = stage(x)  # (B, channels[name], H/strides[name], W/strides[name])
+        return features
+
+
+def _dilate(stage: nn.Sequential, previous: int, dilation: int) -> None:
+    """Turn a stride-2 stage into a stride-1 stage with the given dilation, in place.
+
+    Weights are untouched: only stride, dilation and padding (= dilation, keeping the
+    size) of the 3x3 convs change, and the shortcut's 1x1 conv loses its stride.
+    """
+    for index, block in enumerate(stage):
+        grid = previous if index == 0 else dilation
+        for conv in block.children():
+            if isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3):
+                strided = conv.stride != (1, 1)
+                conv.stride, conv.dilation, conv.padding = (1, 1), (grid, grid), (grid, grid)
+                if strided:
+                    grid = dilation
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+        block.stride = 1

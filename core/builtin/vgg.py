@@ -1,0 +1,87 @@
+"""VGG-16 backbone (Simonyan and Zisserman, "Very Deep Convolutional Networks for
+Large-Scale Image Recognition", ICLR 2015, https://arxiv.org/abs/1409.1556): the 13
+conv layers of torchvision's ``vgg16`` / ``vgg16_bn``, with a dilated output stride.
+
+VGG-16 is the front end of FCN, ParseNet, DeepLab-LargeFOV and the dilated-context
+network, which reach output stride 8 the DeepLab way (Chen et al.,
+https://arxiv.org/abs/1412.7062, Sec. 3.1): a pool whose stride would take the
+features past the output stride keeps their size instead (3x3 window, stride 1,
+padding 1, as DeepLab's pool4/pool5), and the convs after it are dilated by the
+stride it lost. So output stride 8 turns pool4 and pool5 into stride-1 pools and
+dilates conv5_1..conv5_3 by 2; output stride 16 turns only pool5 into a stride-1 pool;
+32 is the classification network. The strided pools stay torchvision's 2x2 ones, and
+no layer changes shape, so torchvision's ImageNet weights apply.
+"""
+
+from __future__ import annotations
+
+import attrs
+from torchvision.models import vgg
+from torch import Tensor, nn
+
+from ctxseg.builtin.pretrained import load_pretrained
+from ctxseg.interfaces import Backbone
+
+__all__ = ["VGG16"]
+
+_TAPS = {7: "conv3_3", 10: "conv4_3", 13: "conv5_3"}
+"""Outputs taken after the ReLU of these convs (1-based count of the 13 convs)."""
+
+
+class VGG16(Backbone):
+    """torchvision VGG-16 conv layers; outputs ``conv3_3``, ``conv4_3``, ``conv5_3``, ``pool5``.
+
+    Strides 4, 8, min(16, output stride) and the output stride; channels 256, 512, 512,
+    512. The layers stay in torchvision's ``features`` sequence, so its ImageNet ``.pth``
+    files (keys ``features.N.weight``) load unchanged.
+    """
+
+    @attrs.define(frozen=True, kw_only=True)
+    class Config:
+        output_stride: int = attrs.field(default=8, validator=attrs.validators.in_((8, 16, 32)))
+        """Stride of ``pool5``; 8 is DeepLab's, ParseNet's and the dilated-context network's."""
+        batch_norm: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+        """Use ``vgg16_bn`` (BatchNorm after every conv); the papers use plain VGG-16."""
+        pretrained: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+        """Local ImageNet checkpoint (torchvision ``.pth`` or ``.safetensors``); empty = random init."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        # torchvision's own layer list, without building the 124M-parameter classifier
+        # (2 s) only to drop it; torchvision's VGG init (Kaiming fan-out) is applied below.
+        self.features = vgg.make_layers(vgg.cfgs["D"], batch_norm=config.batch_norm)
+        self.channels: dict[str, int] = {}
+        self.strides: dict[str, int] = {}
+        self._taps: dict[int, str] = {}  # index in features -> output name
+        stride, dilation, convs, width = 1, 1, 0, 3
+        for index, layer in enumerate(self.features):
+            if isinstance(layer, nn.Conv2d):
+                convs, width = convs + 1, layer.out_channels
+                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+                layer.dilation = layer.padding = (dilation, dilation)
+            elif isinstance(layer, nn.ReLU) and convs in _TAPS:
+                self._add_tap(index, _TAPS[convs], width, stride)
+            elif isinstance(layer, nn.MaxPool2d):
+                if 2 * stride <= config.output_stride:
+                    stride *= 2
+                else:
+                    self.features[index] = nn.MaxPool2d(3, stride=1, padding=1)
+                    dilation *= 2
+        self._add_tap(len(self.features) - 1, "pool5", width, stride)
+        if config.pretrained:
+            load_pretrained(self, config.pretrained, ignore_prefixes=("classifier.",))
+
+    def _add_tap(self, index: int, name: str, channels: int, stride: int) -> None:
+        self._taps[index] = name
+        self.channels[name] = channels
+        self.strides[name] = stride
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        features = {}
+        x = images
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in self._taps:
+                features[self._taps[index]] = x  # (B, channels[name], H/strides[name], W/strides[name])
+        return features
