@@ -102,20 +102,24 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], WeightsInfo]:
 
 
 def load_state(module: nn.Module, tensors: Mapping[str, Tensor], source: str) -> None:
-    """Load ``tensors`` into ``module`` exactly; list every missing, unexpected or mis-shaped tensor."""
+    """Load ``tensors`` into ``module`` exactly; name every missing, unexpected or mis-shaped tensor."""
     expected = module.state_dict()
-    missing = sorted(expected.keys() - tensors.keys())
-    unexpected = sorted(tensors.keys() - expected.keys())
-    misshaped = sorted(
-        f"{k} (file {tuple(tensors[k].shape)}, model {tuple(v.shape)})"
-        for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape
-    )
-    problems = [f"{label}: {', '.join(names)}" for label, names in
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    misshaped = [f"{k} (file {tuple(tensors[k].shape)}, model {tuple(v.shape)})"
+                 for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    problems = [f"{kind} tensors: {_listing(names)}" for kind, names in
                 (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if names]
     if problems:
-        raise WeightsError(f"{source}: does not match the model\n  " + "\n  ".join(problems))
+        raise WeightsError(f"{source} does not match {type(module).__name__}: " + "; ".join(problems))
     with torch.no_grad():
         module.load_state_dict(dict(tensors), strict=True)
+
+
+def _listing(names: list[str], shown: int = 10) -> str:
+    """The first ``shown`` names and a count of the rest, so a wrong file's report stays readable."""
+    head = ", ".join(names[:shown])
+    return head if len(names) <= shown else f"{head} and {len(names) - shown} more"
 
 
 def load_model(path: str | Path, *, num_classes: int | None = None):

@@ -17,12 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from ctxseg.errors import WeightsError
+from ctxseg.weights import load_state
 
 __all__ = ["load_pretrained"]
-
-_LISTED = 10
-"""Names shown per kind of mismatch; the rest are counted, so a wrong-depth file stays readable."""
-
 
 def load_pretrained(module: nn.Module, path: str | Path, ignore_prefixes: Iterable[str] = ()) -> None:
     """Load the state dict in ``path`` into ``module`` (every tensor must match exactly).
@@ -36,28 +33,12 @@ def load_pretrained(module: nn.Module, path: str | Path, ignore_prefixes: Iterab
     state = _read(Path(path))
     prefixes = tuple(ignore_prefixes)
     state = {name: tensor for name, tensor in state.items() if not name.startswith(prefixes)}
-    expected = module.state_dict()
     # Checkpoints saved before PyTorch 0.4.1 (torchvision's original ImageNet files) have
     # no BatchNorm step counter; it is bookkeeping, not a weight, so the model keeps its own.
-    for name, tensor in expected.items():
+    for name, tensor in module.state_dict().items():
         if name.endswith(".num_batches_tracked") and name not in state:
             state[name] = tensor
-    missing = [name for name in expected if name not in state]
-    unexpected = [name for name in state if name not in expected]
-    misshaped = [
-        f"{name} (file {tuple(state[name].shape)}, model {tuple(tensor.shape)})"
-        for name, tensor in expected.items()
-        if name in state and state[name].shape != tensor.shape
-    ]
-    problems = [
-        f"{kind} tensors: {_listing(names)}"
-        for kind, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-        if names
-    ]
-    if problems:
-        raise WeightsError(f"{path} does not match {type(module).__name__}: " + "; ".join(problems))
-    module.load_state_dict(state)
-
+    load_state(module, state, str(path))
 
 def _read(path: Path) -> dict[str, Tensor]:
     """The file's name -> tensor mapping, or a WeightsError naming the file."""
@@ -76,7 +57,3 @@ def _read(path: Path) -> dict[str, Tensor]:
         raise WeightsError(f"{path} is not a state dict (a mapping of tensor names to tensors)")
     return state
 
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_LISTED])
-    return shown if len(names) <= _LISTED else f"{shown} and {len(names) - _LISTED} more"

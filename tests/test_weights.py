@@ -1,0 +1,99 @@
+"""Weights files rebuild their model alone; mismatches are reported tensor by tensor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+
+from ctxseg.errors import WeightsError
+from ctxseg.model import SegmentationModel
+from ctxseg.spec import load_spec
+from ctxseg.weights import load_model, read_weights, save_weights
+
+CLASSES = ["a", "b", "c"]
+PALETTE = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]
+
+
+@pytest.fixture
+def saved(tmp_path, tiny_spec_file):
+    spec = load_spec(tiny_spec_file)
+    model = SegmentationModel(spec.model, len(CLASSES)).eval()
+    path = tmp_path / "model.safetensors"
+    save_weights(path, model, spec.to_dict(), CLASSES, PALETTE, {"mean_iou": 0.5})
+    return path, model, spec
+
+
+def test_round_trip_needs_no_spec(saved):
+    path, model, spec = saved
+    loaded, loaded_spec, info = load_model(path)
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(loaded(x)["out"], model(x)["out"], rtol=0, atol=0)
+    assert loaded_spec == spec
+    assert info.classes == CLASSES and info.palette == PALETTE and info.metrics == {"mean_iou": 0.5}
+    assert info.plugins["ctxseg"]
+
+
+def _rewrite(path, change):
+    tensors, _ = read_weights(path)
+    with safetensors.safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    change(tensors)
+    safetensors.torch.save_file(tensors, str(path), metadata=meta)
+
+
+def test_mismatches_are_listed_by_name(saved):
+    path, *_ = saved
+
+    def damage(t):
+        del t["classifier.1.bias"]
+        t["stray.weight"] = torch.zeros(1)
+        t["classifier.1.weight"] = torch.zeros(7, 16, 1, 1)
+
+    _rewrite(path, damage)
+    with pytest.raises(WeightsError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "does not match SegmentationModel: missing tensors: classifier.1.bias; " in message
+    assert "unexpected tensors: stray.weight; " in message
+    assert "mis-shaped tensors: classifier.1.weight (file (7, 16, 1, 1), model (3, 16, 1, 1))" in message
+
+
+def test_class_count_mismatch_is_an_error(saved):
+    with pytest.raises(WeightsError, match="trained for 3 classes .* but 5 are expected"):
+        load_model(saved[0], num_classes=5)
+
+
+def test_corrupt_and_foreign_files(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(WeightsError, match="junk.safetensors: not a readable safetensors file"):
+        load_model(junk)
+    foreign = tmp_path / "foreign.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(1)}, str(foreign))
+    with pytest.raises(WeightsError, match="not a ctxseg weights file"):
+        load_model(foreign)
+    with pytest.raises(WeightsError, match="no such weights file"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_failed_write_leaves_the_old_file(saved, monkeypatch):
+    path, model, spec = saved
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    with pytest.raises(OSError):
+        save_weights(path, model, spec.to_dict(), CLASSES, PALETTE)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_metadata_is_plain_json(saved):
+    with safetensors.safe_open(str(saved[0]), "pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["ctxseg.spec"])["model"]["backbone"]["name"] == "base.resnet"
