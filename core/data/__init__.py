@@ -1,0 +1,1 @@
+"""Dataset formats and the embedded procedural dataset."""
