@@ -62,7 +62,7 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     tensors, meta = read_safetensors(path)
     if meta.get("ctxseg.format") != FORMAT:
         raise WeightsError(f"{path}: not a ctxseg checkpoint (expected format {FORMAT!r})")
-    if json.loads(meta["ctxseg.spec"]) != spec:
+    if json.loads(meta["ctxseg.spec"]) != json.loads(json.dumps(spec)):
         raise WeightsError(f"{path}: was written by a run with a different spec; "
                            "resume with the same spec or train into a new --out directory")
     load_state(model, {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}, str(path))

@@ -100,4 +100,5 @@ def train_loader(dataset: SegmentationDataset, spec: DataSpec, seed: int, start_
         _Augmented(dataset, TrainTransform(spec, dataset.ignore_index)),
         batch_size=spec.batch_size, sampler=sampler, num_workers=spec.workers,
         persistent_workers=spec.workers > 0, drop_last=True,
+        generator=torch.Generator().manual_seed(seed),  # keeps the global RNG (dropout's) untouched
     )
