@@ -15,10 +15,11 @@ def _pct(value: float) -> str:
 def metrics_table(metrics: dict[str, Any]) -> str:
     """Per-class IoU then the summary metrics, in percent."""
     per_class = metrics["per_class_iou"]
-    width = max(12, *(len(n) for n in per_class))
+    summary = ("mean_iou", "pixel_accuracy", "mean_accuracy", "frequency_weighted_iou")
+    width = max(len(n) for n in [*per_class, *summary])
     lines = [f"{'class':<{width}}  IoU (%)", "-" * (width + 9)]
     lines += [f"{name:<{width}}  {_pct(v)}" for name, v in per_class.items()]
     lines.append("-" * (width + 9))
-    for key in ("mean_iou", "pixel_accuracy", "mean_accuracy", "frequency_weighted_iou"):
+    for key in summary:
         lines.append(f"{key.replace('_', ' '):<{width}}  {_pct(metrics[key])}")
     return "\n".join(lines)

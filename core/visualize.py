@@ -33,10 +33,17 @@ def save_png(image: Image.Image, path: str | Path) -> None:
         image.save(tmp, format="PNG")
 
 
-def panel(image: Tensor, truth: Tensor | None, prediction: Tensor, palette: Sequence[tuple[int, int, int]]) -> Image.Image:
-    """Image | ground truth | prediction side by side (ground truth omitted if None)."""
+def panel(image: Tensor, truth: Tensor | None, prediction: Tensor, palette: Sequence[tuple[int, int, int]],
+          min_height: int = 256) -> Image.Image:
+    """Image | ground truth | prediction side by side (ground truth omitted if None).
+
+    Small images are enlarged by an integer factor (nearest neighbour) to ``min_height``
+    so that a 64-pixel scene is readable.
+    """
     tiles = [Image.fromarray(image.permute(1, 2, 0).cpu().numpy())]
     tiles += [colorize(m, palette).convert("RGB") for m in (truth, prediction) if m is not None]
+    factor = max(1, min_height // tiles[0].height)
+    tiles = [t.resize((t.width * factor, t.height * factor), Image.Resampling.NEAREST) for t in tiles]
     width, height = tiles[0].size
     out = Image.new("RGB", (width * len(tiles) + 2 * (len(tiles) - 1), height), "white")
     for i, tile in enumerate(tiles):

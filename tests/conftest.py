@@ -55,3 +55,10 @@ def tiny_spec_file(tmp_path, scenes_root):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_SPEC.format(root=scenes_root))
     return path
+
+
+def pytest_configure(config):
+    """One torch thread per test process: `pytest -n 2` already uses both cores."""
+    import torch
+
+    torch.set_num_threads(1)

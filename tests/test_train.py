@@ -1,0 +1,78 @@
+"""End to end: train, resume after a kill, evaluate, predict, inspect, through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors.torch
+
+from ctxseg import train as train_module
+from ctxseg.cli import main
+from ctxseg.spec import load_spec
+from ctxseg.train import train
+
+
+def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_spec_file), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "mean iou" in printed and "boat" in printed
+    for name in ("model.safetensors", "checkpoint.safetensors", "metrics.json", "curves.png"):
+        assert (out / name).stat().st_size > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["final"]["mean_iou"] <= 1
+    assert [h["step"] for h in metrics["history"] if "mean_iou" in h] == [2, 4]
+    assert len(list((out / "predictions").glob("*.png"))) == 3
+
+    assert main(["eval", str(out / "model.safetensors"), "--json", "--quiet"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["mean_iou"] == pytest.approx(metrics["final"]["mean_iou"])
+
+    images = sorted((scenes_root / "val" / "images").iterdir())
+    assert main(["predict", str(out / "model.safetensors"), *map(str, images[:2]), "--out",
+                 str(tmp_path / "pred"), "--quiet"]) == 0
+    assert len(list((tmp_path / "pred").glob("*_overlay.png"))) == 2
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_spec_file, monkeypatch):
+    spec = load_spec(tiny_spec_file)
+    train(spec, tmp_path / "straight", progress=False)
+
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    train(spec, tmp_path / "killed", resume=True, progress=False)
+
+    straight = safetensors.torch.load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = safetensors.torch.load_file(tmp_path / "killed" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert straight[key].equal(resumed[key]), key
+
+
+def test_bad_spec_exits_with_a_message_not_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model.backbone]\nname = "base.resnet"\ndepth = 19\n')
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ctxseg: error: ") and "bad.toml: model.backbone" in err and "Traceback" not in err
+
+
+def test_inspect_reports_parameters_stride_and_field(tiny_spec_file, capsys):
+    assert main(["inspect", str(tiny_spec_file), "--json", "--input-size", "64", "64",
+                 "--rf-size", "512", "512"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["output_stride"] == 8
+    assert report["output_shape"] == [1, 8, 64, 64]
+    assert report["parameters"]["backbone"] == 11_176_512  # torchvision resnet18 without fc
+    assert report["parameters"]["inference"] == report["parameters"]["total"] - report["parameters"]["aux.c4 (training only)"]
+    h, w = report["receptive_field"]
+    assert h == w and 200 < h < 512
