@@ -76,3 +76,13 @@ def test_inspect_reports_parameters_stride_and_field(tiny_spec_file, capsys):
     assert report["parameters"]["inference"] == report["parameters"]["total"] - report["parameters"]["aux.c4 (training only)"]
     h, w = report["receptive_field"]
     assert h == w and 200 < h < 512
+
+
+def test_bf16_autocast_and_channels_last_train(tmp_path, tiny_spec_file):
+    text = tiny_spec_file.read_text().replace('device = "cpu"', 'device = "cpu"\nprecision = "bf16"\nchannels_last = true')
+    text = text.replace("steps = 4", "steps = 2")
+    tiny_spec_file.write_text(text)
+    spec = load_spec(tiny_spec_file)
+    assert spec.run.precision == "bf16" and spec.run.channels_last
+    metrics = train(spec, tmp_path / "bf16", progress=False)
+    assert 0 <= metrics["mean_iou"] <= 1
