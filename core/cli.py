@@ -93,7 +93,7 @@ def _eval(args: argparse.Namespace) -> None:
     if dataset.classes != info.classes:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
                           f"but the {args.split} split has {dataset.classes}")
-    runtime = Runtime(spec.run)
+    runtime = Runtime(spec.run, f"{args.weights} (embedded spec)")
     confusion, _ = evaluate(runtime.model(model), dataset, data, runtime, progress=not args.quiet)
     metrics = confusion.compute(dataset.classes)
     if args.out:

@@ -38,7 +38,7 @@ def read_image(path: Path) -> torch.Tensor:
 def predict(weights: Path, images: Sequence[Path], out: Path, *, progress: bool = True) -> list[Path]:
     """Write a palette mask and an overlay per image into ``out``; return the mask paths."""
     model, spec, info = load_model(weights)
-    runtime = Runtime(spec.run)
+    runtime = Runtime(spec.run, f"{weights} (embedded spec)")
     model = runtime.model(model)
     transform = EvalTransform(spec.data)
     written = []

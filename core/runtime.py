@@ -16,9 +16,9 @@ __all__ = ["Runtime"]
 class Runtime:
     """The ``[run]`` settings that decide device, autocast and memory format."""
 
-    def __init__(self, run: RunSpec):
+    def __init__(self, run: RunSpec, source: str = "<spec>"):
         if run.device == "cuda" and not torch.cuda.is_available():
-            raise SpecError("run.device: 'cuda' was asked for, but no CUDA device is available")
+            raise SpecError(f"{source}: run.device: 'cuda' was asked for, but no CUDA device is available")
         self.device = torch.device("cuda" if run.device == "auto" and torch.cuda.is_available() else
                                    "cpu" if run.device == "auto" else run.device)
         self.precision = run.precision

@@ -50,7 +50,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     """
     run = spec.run
     torch.manual_seed(run.seed)
-    runtime = Runtime(run)
+    runtime = Runtime(run, source)
     train_set, val_set = _build_data(spec)
     classes = train_set.classes
     if val_set.classes != classes:
