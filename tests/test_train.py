@@ -34,6 +34,12 @@ def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, ca
                  str(tmp_path / "pred"), "--quiet"]) == 0
     assert len(list((tmp_path / "pred").glob("*_overlay.png"))) == 2
 
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    capsys.readouterr()
+    assert main(["predict", str(out / "model.safetensors"), str(bad), "--out", str(tmp_path / "p2"), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"ctxseg: error: {bad}: not a readable image (cannot identify image file '{bad}')\n"
+
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_spec_file, monkeypatch):
     spec = load_spec(tiny_spec_file)
