@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from ctxseg import __version__
-from ctxseg.errors import CtxsegError
+from ctxseg.errors import CtxsegError, DataError
 
 __all__ = ["main"]
 
@@ -35,7 +35,10 @@ def _class_names(spec, override: int | None) -> list[str]:
     if override:
         return [str(i) for i in range(override)]
     ref = spec.data.dataset
-    return ref.load().class_names(ref.config)
+    try:
+        return ref.load().class_names(ref.config)
+    except DataError as error:
+        raise DataError(f"{error}\n(pass --classes N to inspect the model without its dataset)") from None
 
 
 def _inspect(args: argparse.Namespace) -> None:
