@@ -140,7 +140,8 @@ class ClassifierSpec:
 
     enabled: bool = True
     """False when the last head or the fusion already emits class scores."""
-    dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
+    dropout: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
+    """Dropout before the 1x1 conv; 0 by default because heads (FCN, PSPNet) end with their own."""
 
 
 @attrs.frozen(kw_only=True)

@@ -2,7 +2,7 @@
 
 Parameters are counted per component. The theoretical receptive field is measured
 from gradients: the model is copied in float64 with every weight made positive
-(``1 / fan-in``), batch-norm turned into the identity, and max-pooling into
+(about ``1 / fan-in``), biases zero, learned scales one, batch-norm turned into the identity, and max-pooling into
 average-pooling, so that no ReLU or max can hide a path; the input pixels with a
 non-zero gradient of the centre output are exactly those within its receptive field.
 """
@@ -37,11 +37,14 @@ def _positive_linear_copy(model: nn.Module) -> nn.Module:
                 module.reset_parameters()  # mean 0, var 1, weight 1, bias 0: the identity
                 module.eps = 0.0
             for p_name, p in module.named_parameters(recurse=False):
-                if p_name == "weight" and p.dim() > 1:
-                    fan_in = p[0].numel()
-                    p.copy_((0.5 + torch.rand(p.shape, generator=generator, dtype=p.dtype)) / fan_in)
-                elif not isinstance(module, nn.modules.batchnorm._BatchNorm):
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    continue
+                if p_name == "bias":
                     p.zero_()
+                elif p.dim() > 1:
+                    p.copy_((0.5 + torch.rand(p.shape, generator=generator, dtype=p.dtype)) / p[0].numel())
+                else:  # a learned scale, such as ParseNet's L2Norm gamma
+                    p.fill_(1.0)
     return probe
 
 

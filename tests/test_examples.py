@@ -31,12 +31,12 @@ def test_example_builds_trains_and_inspects(path):
     spec = load_spec(path)
     classes = num_classes(spec)
     model = SegmentationModel(spec.model, classes, pretrained=False, source=str(path)).train()
-    images = torch.randn(2, 3, 64, 64, requires_grad=True)
+    images = torch.randn(2, 3, 32, 32, requires_grad=True)
     outputs = model(images)
-    assert outputs["out"].shape == (2, classes, 64, 64)
+    assert outputs["out"].shape == (2, classes, 32, 32)
     assert set(outputs) == {"out", *model.aux_weights}
     sum(o.square().mean() for o in outputs.values()).backward()
     assert images.grad.abs().sum() > 0
-    report = summarize(model, (64, 64))
+    report = summarize(model, (32, 32))
     assert report["parameters"]["total"] == sum(p.numel() for p in model.parameters())
-    assert report["output_shape"] == [1, classes, 64, 64]
+    assert report["output_shape"] == [1, classes, 32, 32]
