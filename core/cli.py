@@ -97,8 +97,8 @@ def _eval(args: argparse.Namespace) -> None:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
                           f"but the {args.split} split has {dataset.classes}")
     runtime = Runtime(spec.run, f"{args.weights} (embedded spec)")
-    confusion, _ = evaluate(runtime.model(model), dataset, data, runtime, progress=not args.quiet)
-    metrics = confusion.compute(dataset.classes)
+    metrics, _ = evaluate(runtime.model(model), dataset, data, runtime, boundary=args.boundary,
+                          progress=not args.quiet)
     if args.out:
         with atomic_path(args.out) as tmp:
             tmp.write_text(json.dumps(metrics, indent=2))
@@ -142,6 +142,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("weights", metavar="WEIGHTS")
     s.add_argument("--spec", help="take the [data] table from this spec instead of the weights file")
     s.add_argument("--split", default="val")
+    s.add_argument("--boundary", type=int, default=0, metavar="PX",
+                   help="also report accuracy within PX pixels of label boundaries and inside (GCN uses 7)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
     s.add_argument("--quiet", action="store_true")

@@ -64,16 +64,20 @@ class ContextHead(nn.Module, abc.ABC):
 
 
 class Fusion(nn.Module, abc.ABC):
-    """Several maps ``(B, C_i, H/s_i, W/s_i)`` -> one map ``(B, out_channels, H/s, W/s)``, s = min s_i.
+    """Several maps ``(B, C_i, H/s_i, W/s_i)`` -> one map ``(B, out_channels, H/s, W/s)``.
 
-    Constructed as ``Fusion(config, in_channels, strides, num_classes)``. A fusion that
-    already emits class scores sets ``out_channels = num_classes`` and
-    ``emits_scores = True``; the model then adds no classifier.
+    Constructed as ``Fusion(config, in_channels, strides, num_classes)``; the maps come
+    in the order of the spec's ``inputs``. The output stride ``s`` is ``out_stride``, or
+    the finest input's (min s_i) when that is None; a fusion that upsamples further
+    (GCN's learned deconvolutions) declares it. A fusion that already emits class
+    scores sets ``out_channels = num_classes`` and ``emits_scores = True``; the model
+    then adds no classifier.
     """
 
     Config: ClassVar[type]
     out_channels: int
     emits_scores: bool = False
+    out_stride: int | None = None
 
     @abc.abstractmethod
     def forward(self, maps: Sequence[Tensor]) -> Tensor: ...

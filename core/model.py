@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ctxseg.errors import SpecError
 from ctxseg.interfaces import Backbone
-from ctxseg.spec import ClassifierSpec, ModelSpec
+from ctxseg.spec import ClassifierSpec, ModelSpec, ModuleRef
 
 __all__ = ["SegmentationModel"]
 
@@ -47,7 +47,8 @@ class SegmentationModel(nn.Module):
         backbone_config = spec.backbone.config
         if not pretrained and hasattr(backbone_config, "pretrained"):
             backbone_config = attrs.evolve(backbone_config, pretrained="")
-        self.backbone: Backbone = spec.backbone.load()(backbone_config)
+        self._frozen: list[nn.Module] = []
+        self.backbone: Backbone = self._maybe_freeze(spec.backbone.load()(backbone_config), spec.backbone)
         features = self.backbone.channels
 
         def feature(name: str, where: str) -> str:
@@ -60,7 +61,7 @@ class SegmentationModel(nn.Module):
         channels = features[self.input]
         self.context = nn.ModuleList()
         for ref in spec.context:
-            head = ref.load()(ref.config, channels, num_classes)
+            head = self._maybe_freeze(ref.load()(ref.config, channels, num_classes), ref)
             self.context.append(head)
             channels = head.out_channels
 
@@ -74,7 +75,8 @@ class SegmentationModel(nn.Module):
             )
             in_channels = [channels if n == CONTEXT else features[n] for n in self.fusion_inputs]
             strides = [self.backbone.strides[self.input if n == CONTEXT else n] for n in self.fusion_inputs]
-            self.fusion = spec.fusion.load()(spec.fusion.config, in_channels, strides, num_classes)
+            self.fusion = self._maybe_freeze(
+                spec.fusion.load()(spec.fusion.config, in_channels, strides, num_classes), spec.fusion)
             channels, emits_scores = self.fusion.out_channels, self.fusion.emits_scores
 
         if spec.classifier.enabled and not emits_scores:
@@ -89,15 +91,29 @@ class SegmentationModel(nn.Module):
         self.aux_weights: dict[str, float] = {}
         for i, ref in enumerate(spec.aux):
             name = feature(ref.input, f"model.aux[{i}].input")
-            head = ref.load()(ref.config, features[name], num_classes)
+            head = self._maybe_freeze(ref.load()(ref.config, features[name], num_classes), ref)
             self.aux[name] = nn.Sequential(head, _classifier(head.out_channels, num_classes, ClassifierSpec()))
             self.aux_weights[f"aux.{name}"] = ref.weight
+
+    def _maybe_freeze(self, module: nn.Module, ref: ModuleRef) -> nn.Module:
+        if ref.frozen:
+            module.requires_grad_(False)
+            self._frozen.append(module)
+        return module
+
+    def train(self, mode: bool = True) -> SegmentationModel:
+        """As ``nn.Module.train``, but frozen components always stay in eval mode."""
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
 
     @property
     def output_stride(self) -> int:
         """Stride of the score map before the final upsampling."""
         if self.fusion is not None:
-            return min(self.backbone.strides[self.input if n == CONTEXT else n] for n in self.fusion_inputs)
+            finest = min(self.backbone.strides[self.input if n == CONTEXT else n] for n in self.fusion_inputs)
+            return self.fusion.out_stride or finest
         return self.backbone.strides[self.input]
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:

@@ -20,6 +20,7 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     lines = [f"{'class':<{width}}  IoU (%)", "-" * (width + 9)]
     lines += [f"{name:<{width}}  {_pct(v)}" for name, v in per_class.items()]
     lines.append("-" * (width + 9))
-    for key in summary:
-        lines.append(f"{key.replace('_', ' '):<{width}}  {_pct(metrics[key])}")
+    for key in (*summary, "boundary_accuracy", "internal_accuracy"):
+        if key in metrics:
+            lines.append(f"{key.replace('_', ' '):<{width}}  {_pct(metrics[key])}")
     return "\n".join(lines)

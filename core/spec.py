@@ -27,7 +27,7 @@ from ctxseg.registry import Kind, default_registry
 
 __all__ = [
     "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef",
-    "FusionRef", "LossRef", "ModelSpec", "OptimizerRef", "Ref", "RunSpec", "ScheduleRef",
+    "FusionRef", "LossRef", "ModelSpec", "ModuleRef", "OptimizerRef", "Ref", "RunSpec", "ScheduleRef",
     "Spec", "load_spec", "spec_from_dict",
 ]
 
@@ -50,17 +50,26 @@ class Ref:
 
 
 @attrs.frozen
-class BackboneRef(Ref):
+class ModuleRef(Ref):
+    """A model component; any of them can be frozen from TOML (``frozen = true``)."""
+
+    frozen: bool = False
+    """Not trained, and run in eval mode (batch-norm statistics and dropout fixed): Yu &
+    Koltun train the context module on a fixed front end (Sec. 5)."""
+
+
+@attrs.frozen
+class BackboneRef(ModuleRef):
     kind = Kind.BACKBONE
 
 
 @attrs.frozen
-class ContextRef(Ref):
+class ContextRef(ModuleRef):
     kind = Kind.CONTEXT_HEAD
 
 
 @attrs.frozen
-class AuxRef(Ref):
+class AuxRef(ModuleRef):
     """A deeply supervised auxiliary head (PSPNet Sec. 4): trained, never run at inference."""
 
     kind = Kind.CONTEXT_HEAD
@@ -71,7 +80,7 @@ class AuxRef(Ref):
 
 
 @attrs.frozen
-class FusionRef(Ref):
+class FusionRef(ModuleRef):
     kind = Kind.FUSION
     inputs: tuple[str, ...] = ("context",)
     """Backbone feature names, and "context" for the context heads' output."""

@@ -236,7 +236,7 @@ def _fusion_inputs(draw: st.DrawFn) -> dict[str, Any]:
 
 @_single_threaded
 def check_fusion(cls: type, config: Any = None, *, name: str | None = None, max_examples: int = 8) -> None:
-    """Maps ``(2, C_i, H/s_i, W/s_i)`` -> ``(2, out_channels, H/s, W/s)`` with s the finest stride.
+    """Maps ``(2, C_i, H/s_i, W/s_i)`` -> ``(2, out_channels, H/s, W/s)``, s = ``out_stride`` or the finest.
 
     The maps come shallow to deep (non-decreasing strides), 1-3 of them with strides
     in {1, 2, 4}. A fusion that ``emits_scores`` must have ``out_channels ==
@@ -260,8 +260,9 @@ def check_fusion(cls: type, config: Any = None, *, name: str | None = None, max_
             if getattr(fusion, "emits_scores", False) and out_channels != num_classes:
                 _fail(who, f"emits_scores but declares out_channels={out_channels}, "
                            f"not num_classes={num_classes} ({where})")
-            expected = _Expected((BATCH, out_channels, height // finest, width // finest),
-                                 f"declared out_channels={out_channels}", f"the finest input's size (stride {finest})")
+            stride = getattr(fusion, "out_stride", None) or finest
+            expected = _Expected((BATCH, out_channels, height // stride, width // stride),
+                                 f"declared out_channels={out_channels}", f"the size at stride {stride}")
             maps = [torch.randn(shape) for shape in shapes]
             labels = [f"input {i} (stride {s})" for i, s in enumerate(strides)]
             _check_module(who, fusion, maps, lambda m, xs: {"output": m(list(xs))}, {"output": expected},

@@ -99,17 +99,15 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
             running = []
         if state.step % eval_every == 0 or state.step == run.steps:
             last = state.step == run.steps
-            confusion, examples = evaluate(model, val_set, spec.data, runtime, keep=PICTURES * last,
-                                           progress=progress)
-            metrics = confusion.compute(classes)
+            metrics, examples = evaluate(model, val_set, spec.data, runtime, keep=PICTURES * last,
+                                         progress=progress)
             state.history.append({"step": state.step, **{k: v for k, v in metrics.items() if k != "per_class_iou"}})
             bar.write(f"step {state.step}: val mIoU {100 * metrics['mean_iou']:.1f}%")
             save_checkpoint(checkpoint, model, optimizer, state, resolved)
     bar.close()
     elapsed = time.perf_counter() - started
     if not trains:  # resumed a finished run: nothing was trained, evaluate once
-        confusion, examples = evaluate(model, val_set, spec.data, runtime, keep=PICTURES, progress=progress)
-        metrics = confusion.compute(classes)
+        metrics, examples = evaluate(model, val_set, spec.data, runtime, keep=PICTURES, progress=progress)
     save_weights(out / "model.safetensors", model, resolved, classes, train_set.palette, metrics)
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps({"final": metrics, "train_seconds": elapsed, "steps": run.steps,

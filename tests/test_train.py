@@ -6,6 +6,7 @@ import json
 
 import pytest
 import safetensors.torch
+import torch
 
 from ctxseg import train as train_module
 from ctxseg.cli import main
@@ -25,9 +26,10 @@ def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, ca
     assert [h["step"] for h in metrics["history"] if "mean_iou" in h] == [2, 4]
     assert len(list((out / "predictions").glob("*.png"))) == 3
 
-    assert main(["eval", str(out / "model.safetensors"), "--json", "--quiet"]) == 0
+    assert main(["eval", str(out / "model.safetensors"), "--json", "--quiet", "--boundary", "7"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["mean_iou"] == pytest.approx(metrics["final"]["mean_iou"])
+    assert 0 <= evaluated["boundary_accuracy"] <= 1 and 0 <= evaluated["internal_accuracy"] <= 1
 
     images = sorted((scenes_root / "val" / "images").iterdir())
     assert main(["predict", str(out / "model.safetensors"), *map(str, images[:2]), "--out",
@@ -92,3 +94,20 @@ def test_bf16_autocast_and_channels_last_train(tmp_path, tiny_spec_file):
     assert spec.run.precision == "bf16" and spec.run.channels_last
     metrics = train(spec, tmp_path / "bf16", progress=False)
     assert 0 <= metrics["mean_iou"] <= 1
+
+
+def test_frozen_components_keep_their_weights_and_eval_mode(tmp_path, tiny_spec_file):
+    text = tiny_spec_file.read_text().replace('depth = 18\n', 'depth = 18\nfrozen = true\n', 1)
+    tiny_spec_file.write_text(text.replace("steps = 4", "steps = 2"))
+    spec = load_spec(tiny_spec_file)
+    from ctxseg.model import SegmentationModel
+
+    model = SegmentationModel(spec.model, 8).train()
+    assert not model.backbone.training and model.context[0].training
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    train(spec, tmp_path / "frozen", progress=False)
+    trained = safetensors.torch.load_file(tmp_path / "frozen" / "model.safetensors")
+    torch.manual_seed(spec.run.seed)
+    initial = SegmentationModel(spec.model, 8).state_dict()
+    assert all(trained[k].equal(v) for k, v in initial.items() if k.startswith("backbone."))
+    assert not all(trained[k].equal(v) for k, v in initial.items() if k.startswith("context."))

@@ -14,6 +14,8 @@ def ctxseg_components() -> list[Component]:
         Component("context_head", "base.fcn", "ctxseg.builtin.fcn:FCNHead",
                   "FCN baseline head: 3x3 conv, BN, ReLU, dropout (no context)",
                   example={"channels": 8}),
+        Component("context_head", "base.scores", "ctxseg.builtin.scores:Scores",
+                  "1x1 conv to class scores, for heads that work on scores (context module)"),
         Component("loss", "base.cross_entropy", "ctxseg.builtin.losses:CrossEntropy",
                   "pixel-wise cross-entropy with ignore index"),
         Component("schedule", "base.poly", "ctxseg.builtin.schedules:Poly",
