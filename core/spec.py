@@ -163,6 +163,9 @@ class ModelSpec:
     fusion: FusionRef | None = None
     classifier: ClassifierSpec = attrs.Factory(ClassifierSpec)
     aux: tuple[AuxRef, ...] = ()
+    init: str = ""
+    """A ctxseg weights file to start training from, where tensor names match (a trained
+    front end under a new context module); tensors it lacks keep their initialisation."""
 
 
 @attrs.frozen(kw_only=True)

@@ -28,7 +28,7 @@ from ctxseg.model import SegmentationModel
 from ctxseg.runtime import Runtime
 from ctxseg.spec import Spec
 from ctxseg.visualize import panel, plot_curves, save_png
-from ctxseg.weights import save_weights
+from ctxseg.weights import load_state, read_weights, save_weights
 
 __all__ = ["train"]
 
@@ -56,7 +56,10 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     if val_set.classes != classes:
         raise CtxsegError(f"{source}: the train and val splits disagree on the classes")
 
-    model = runtime.model(SegmentationModel(spec.model, len(classes), source=source))
+    model = SegmentationModel(spec.model, len(classes), source=source)
+    if spec.model.init:
+        load_state(model, read_weights(spec.model.init)[0], spec.model.init, partial=True)
+    model = runtime.model(model)
     criterion = spec.loss.load()(spec.loss.config, train_set.ignore_index)
     optimizer = spec.optimizer.load()(spec.optimizer.config, [p for p in model.parameters() if p.requires_grad])
     schedule = spec.schedule.load()(spec.schedule.config, run.steps)

@@ -101,10 +101,14 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], WeightsInfo]:
     return tensors, info
 
 
-def load_state(module: nn.Module, tensors: Mapping[str, Tensor], source: str) -> None:
-    """Load ``tensors`` into ``module`` exactly; name every missing, unexpected or mis-shaped tensor."""
+def load_state(module: nn.Module, tensors: Mapping[str, Tensor], source: str, *, partial: bool = False) -> None:
+    """Load ``tensors`` into ``module`` exactly; name every missing, unexpected or mis-shaped tensor.
+
+    With ``partial``, tensors the file lacks keep their current values (initialising a
+    larger model from a trained part of it); unexpected and mis-shaped ones still fail.
+    """
     expected = module.state_dict()
-    missing = [k for k in expected if k not in tensors]
+    missing = [] if partial else [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
     misshaped = [f"{k} (file {tuple(tensors[k].shape)}, model {tuple(v.shape)})"
                  for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
@@ -113,7 +117,7 @@ def load_state(module: nn.Module, tensors: Mapping[str, Tensor], source: str) ->
     if problems:
         raise WeightsError(f"{source} does not match {type(module).__name__}: " + "; ".join(problems))
     with torch.no_grad():
-        module.load_state_dict(dict(tensors), strict=True)
+        module.load_state_dict(dict(tensors), strict=not partial)
 
 
 def _listing(names: list[str], shown: int = 10) -> str:

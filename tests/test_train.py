@@ -10,6 +10,7 @@ import torch
 
 from ctxseg import train as train_module
 from ctxseg.cli import main
+from ctxseg.errors import WeightsError
 from ctxseg.spec import load_spec
 from ctxseg.train import train
 
@@ -111,3 +112,21 @@ def test_frozen_components_keep_their_weights_and_eval_mode(tmp_path, tiny_spec_
     initial = SegmentationModel(spec.model, 8).state_dict()
     assert all(trained[k].equal(v) for k, v in initial.items() if k.startswith("backbone."))
     assert not all(trained[k].equal(v) for k, v in initial.items() if k.startswith("context."))
+
+
+def test_training_starts_from_an_init_weights_file(tmp_path, tiny_spec_file):
+    spec = load_spec(tiny_spec_file)
+    train(spec, tmp_path / "first", progress=False)
+    first = safetensors.torch.load_file(tmp_path / "first" / "model.safetensors")
+    init = f'[model]\ninit = "{tmp_path / "first" / "model.safetensors"}"\n\n[data]'
+    frozen = tiny_spec_file.read_text().replace("depth = 18\n", "depth = 18\nfrozen = true\n", 1)
+    (tmp_path / "second.toml").write_text(frozen.replace("[data]", init, 1))
+    train(load_spec(tmp_path / "second.toml"), tmp_path / "second", progress=False)
+    second = safetensors.torch.load_file(tmp_path / "second" / "model.safetensors")
+    assert all(second[k].equal(v) for k, v in first.items() if k.startswith("backbone."))
+    assert not all(second[k].equal(v) for k, v in first.items() if k.startswith("context."))
+
+    wider = frozen.replace("channels = 16", "channels = 12").replace("[data]", init, 1)
+    (tmp_path / "third.toml").write_text(wider)
+    with pytest.raises(WeightsError, match=r"mis-shaped tensors: context\.0\.block\.0\.weight"):
+        train(load_spec(tmp_path / "third.toml"), tmp_path / "third", progress=False)
