@@ -308,8 +308,11 @@ def _check_module(
         for index in range(BATCH):
             alone = _forward(who, module, [x[index : index + 1] for x in inputs], call, where)
             for label, value in first.items():
+                # Batch size changes the kernels' summation order: allow rounding at the
+                # output's own scale, far below what mixing samples would cause.
+                scale = max(1.0, value.abs().max().item())
                 try:
-                    torch.testing.assert_close(alone[label][0], value[index], rtol=1e-4, atol=1e-5)
+                    torch.testing.assert_close(alone[label][0], value[index], rtol=1e-4, atol=1e-5 * scale)
                 except AssertionError:
                     diff = (alone[label][0] - value[index]).abs().max().item()
                     _fail(who, f"{label} of sample {index} changes when it is run alone: it leaks across the "
