@@ -4,7 +4,7 @@
 
 Each run goes to ``runs/compare/<folder>_<spec name>``; the table gives mIoU over all classes
 and over the classes only context decides (boat, car on context scenes), the IoU of
-each class, training wall time, and the command that reproduces the row.
+each class, optionally boundary/internal accuracy, training wall time.
 """
 
 from __future__ import annotations
@@ -17,26 +17,39 @@ from pathlib import Path
 
 from ctxseg.data.context_scenes import CONTEXT_CLASSES
 from ctxseg.errors import CtxsegError
+from ctxseg.evaluate import evaluate
+from ctxseg.runtime import Runtime
 from ctxseg.spec import load_spec
 from ctxseg.train import train
+from ctxseg.weights import load_model
 
 
-def row(spec_path: Path, out: Path, quiet: bool) -> dict:
+def row(spec_path: Path, out: Path, quiet: bool, boundary: int) -> dict:
     started = time.perf_counter()
-    metrics = train(load_spec(spec_path), out, source=str(spec_path), progress=not quiet)
+    spec = load_spec(spec_path)
+    metrics = train(spec, out, source=str(spec_path), progress=not quiet)
+    seconds = time.perf_counter() - started
+    if boundary:
+        model, _, _ = load_model(out / "model.safetensors")
+        val = spec.data.dataset.load()(spec.data.dataset.config, "val")
+        metrics, _ = evaluate(model, val, spec.data, Runtime(spec.run), boundary=boundary, progress=not quiet)
     per_class = metrics["per_class_iou"]
     context = [per_class[c] for c in CONTEXT_CLASSES]
     return {"spec": str(spec_path), "mean_iou": metrics["mean_iou"], "context_iou": sum(context) / len(context),
-            "per_class_iou": per_class, "seconds": time.perf_counter() - started}
+            "per_class_iou": per_class, "seconds": seconds,
+            **{k: metrics[k] for k in ("boundary_accuracy", "internal_accuracy") if k in metrics}}
 
 
 def table(rows: list[dict]) -> str:
     classes = list(rows[0]["per_class_iou"])
-    head = ["spec", "mIoU", f"mIoU {'+'.join(CONTEXT_CLASSES)}", *classes, "wall"]
+    extra = [k for k in ("boundary_accuracy", "internal_accuracy") if k in rows[0]]
+    head = ["spec", "mIoU", f"mIoU {'+'.join(CONTEXT_CLASSES)}", *classes,
+            *(k.replace("_", " ") for k in extra), "wall"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"`{r['spec']}`", f"**{100 * r['mean_iou']:.1f}**", f"**{100 * r['context_iou']:.1f}**",
-                 *(f"{100 * r['per_class_iou'][c]:.1f}" for c in classes), f"{r['seconds'] / 60:.1f} min"]
+                 *(f"{100 * r['per_class_iou'][c]:.1f}" for c in classes),
+                 *(f"{100 * r[k]:.1f}" for k in extra), f"{r['seconds'] / 60:.1f} min"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -46,11 +59,13 @@ def main() -> int:
     parser.add_argument("specs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--boundary", type=int, default=0, metavar="PX",
+                        help="also report accuracy within PX pixels of label boundaries and inside (GCN: 7)")
     args = parser.parse_args()
     rows = []
     try:
         for spec in args.specs:
-            rows.append(row(spec, args.out / f"{spec.parent.name}_{spec.stem}", args.quiet))
+            rows.append(row(spec, args.out / f"{spec.parent.name}_{spec.stem}", args.quiet, args.boundary))
     except CtxsegError as error:
         print(f"compare: error: {error}", file=sys.stderr)
         return 2
