@@ -85,3 +85,16 @@ class VGG16(Backbone):
             if index in self._taps:
                 features[self._taps[index]] = x  # (B, channels[name], H/strides[name], W/strides[name])
         return features
+
+
+def fc_as_convolutions(in_channels: int, width: int, kernel: int, dilation: int, padding: int,
+                       dropout: float) -> tuple[nn.Conv2d, nn.Conv2d, nn.Dropout, nn.Dropout]:
+    """VGG's fc6 and fc7 made convolutional, as every VGG-based FCN does: fc6 a (dilated)
+    ``kernel`` x ``kernel`` conv, fc7 a 1x1 conv, each followed by dropout in training;
+    initialised like the conv layers above."""
+    fc6 = nn.Conv2d(in_channels, width, kernel, padding=padding, dilation=dilation)
+    fc7 = nn.Conv2d(width, width, 1)
+    for fc in (fc6, fc7):
+        nn.init.kaiming_normal_(fc.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(fc.bias)
+    return fc6, fc7, nn.Dropout(dropout), nn.Dropout(dropout)

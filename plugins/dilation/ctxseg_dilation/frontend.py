@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctxseg.builtin.pretrained import load_pretrained
-from ctxseg.builtin.vgg import VGG16
+from ctxseg.builtin.vgg import VGG16, fc_as_convolutions
 from ctxseg.interfaces import Backbone
 from ctxseg_dilation.padding import field_of_view, margin, pad
 
@@ -94,13 +94,8 @@ class FrontEnd(Backbone):
                 layer.padding = (0, 0)
         width = config.fc_channels
         reach = FC6_DILATION * (FC6_KERNEL - 1) // 2 if config.intermediate_padding else 0
-        self.fc6 = nn.Conv2d(self.vgg.channels["conv5_3"], width, FC6_KERNEL, padding=reach, dilation=FC6_DILATION)
-        self.fc7 = nn.Conv2d(width, width, 1)
-        self.drop6 = nn.Dropout(config.dropout)
-        self.drop7 = nn.Dropout(config.dropout)
-        for fc in (self.fc6, self.fc7):  # the same init as base.vgg16's convs
-            nn.init.kaiming_normal_(fc.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(fc.bias)
+        self.fc6, self.fc7, self.drop6, self.drop7 = fc_as_convolutions(
+            self.vgg.channels["conv5_3"], width, FC6_KERNEL, FC6_DILATION, reach, config.dropout)
         if config.pretrained:
             classifier = nn.Module()
             classifier.classifier = nn.ModuleDict({"0": _Linear(self.fc6), "3": _Linear(self.fc7)})

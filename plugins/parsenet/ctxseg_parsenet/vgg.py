@@ -38,7 +38,7 @@ import attrs
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctxseg.builtin.vgg import VGG16
+from ctxseg.builtin.vgg import VGG16, fc_as_convolutions
 from ctxseg.interfaces import Backbone
 
 __all__ = ["DeepLabVGG16"]
@@ -80,14 +80,8 @@ class DeepLabVGG16(Backbone):
         self.vgg = VGG16(VGG16.Config(output_stride=config.output_stride, pretrained=config.pretrained))
         width = config.fc_channels
         reach = config.fc6_dilation * (config.fc6_kernel - 1)
-        self.fc6 = nn.Conv2d(self.vgg.channels["pool5"], width, config.fc6_kernel,
-                             padding=reach // 2, dilation=config.fc6_dilation)
-        self.fc7 = nn.Conv2d(width, width, 1)
-        self.drop6 = nn.Dropout(config.dropout)
-        self.drop7 = nn.Dropout(config.dropout)
-        for fc in (self.fc6, self.fc7):  # the same init as base.vgg16's convs
-            nn.init.kaiming_normal_(fc.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(fc.bias)
+        self.fc6, self.fc7, self.drop6, self.drop7 = fc_as_convolutions(
+            self.vgg.channels["pool5"], width, config.fc6_kernel, config.fc6_dilation, reach // 2, config.dropout)
         taps = [name for name in self.vgg.channels if name != "pool5"]
         self.channels = {**{name: self.vgg.channels[name] for name in taps}, "fc7": width}
         self.strides = {**{name: self.vgg.strides[name] for name in taps}, "fc7": self.vgg.strides["pool5"]}
