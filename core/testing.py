@@ -29,7 +29,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import importlib
+import importlib.metadata
 import math
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -42,7 +46,7 @@ from torch import Tensor, nn
 from ctxseg import interfaces
 from ctxseg.config import structure
 from ctxseg.errors import PluginError, SpecError
-from ctxseg.registry import Component, Kind
+from ctxseg.registry import Component, Kind, Registry
 
 __all__ = [
     "check_backbone",
@@ -52,6 +56,7 @@ __all__ = [
     "check_fusion",
     "check_loss",
     "check_optimizer",
+    "check_plugin",
     "check_schedule",
 ]
 
@@ -698,3 +703,33 @@ def _describe(value: Any) -> str:
     if isinstance(value, Sequence) and not isinstance(value, str):
         return f"a {type(value).__name__} of {len(value)}"
     return f"a {type(value).__name__}"
+
+
+def check_plugin(module: str, distribution: str, components: Mapping[tuple[str, str], type]) -> None:
+    """A plugin's registration contract, for its own tests.
+
+    Its hook declares each ``(kind, name)`` of ``components`` with a summary and an
+    example, loading to the given class; once installed, entry-point discovery
+    attributes them to ``distribution`` at its installed version; and listing them
+    (importing ``module`` and calling its hook) does not import torch, so
+    ``ctxseg plugins`` and ``ctxseg --help`` stay fast.
+    """
+    registry = Registry(autoload=False)
+    registry.register(importlib.import_module(module), distribution)
+    for (kind, name), cls in components.items():
+        component = registry.get(kind, name)
+        assert component.load() is cls, f"{kind} {name!r} loads {component.load()!r}, not {cls!r}"
+        assert component.summary and component.example is not None, f"{kind} {name!r} needs a summary and an example"
+    try:
+        version = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise AssertionError(f"{distribution} is not installed; pip install -e it to test discovery") from None
+    discovered = Registry(autoload=True)
+    for kind, name in components:
+        component = discovered.get(kind, name)
+        assert (component.distribution, component.version) == (distribution, version), (
+            f"{kind} {name!r} is discovered from {component.distribution} {component.version}")
+    code = f"import sys, {module} as p; p.ctxseg_components(); print('torch' in sys.modules)"
+    listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert listed.stdout.strip() == "False", f"importing {module} to list its components imports torch"
+
