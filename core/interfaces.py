@@ -5,13 +5,16 @@ parameters, defaults from its paper) and a constructor whose first argument is t
 config; the other constructor arguments are what the framework infers (channel
 counts, class count, ...), so a spec never repeats a number.
 
+An optimizer is a ``torch.optim.Optimizer`` subclass constructed as
+``Optimizer(config, param_groups)``; it needs no interface of its own.
+
 Shapes below: B batch, C channels, K classes, H x W the input image size.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -22,7 +25,6 @@ __all__ = [
     "ContextHead",
     "Fusion",
     "Loss",
-    "Optimizer",
     "Schedule",
     "SegmentationDataset",
 ]
@@ -108,14 +110,6 @@ class Schedule(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, step: int) -> float: ...
-
-
-class Optimizer(torch.optim.Optimizer):
-    """A torch optimizer constructed as ``Optimizer(config, param_groups)``."""
-
-    Config: ClassVar[type]
-
-    def __init__(self, config: Any, params: Iterable[Any]): ...  # pragma: no cover
 
 
 class SegmentationDataset(torch.utils.data.Dataset, abc.ABC):

@@ -26,7 +26,7 @@ def _count(module: nn.Module | None) -> int:
 
 def _positive_linear_copy(model: nn.Module) -> nn.Module:
     probe = copy.deepcopy(model).double().eval()
-    for name, child in list(probe.named_modules()):
+    for child in list(probe.modules()):
         for attr, sub in list(child.named_children()):
             if isinstance(sub, nn.MaxPool2d):
                 setattr(child, attr, nn.AvgPool2d(sub.kernel_size, sub.stride, sub.padding, sub.ceil_mode))

@@ -49,7 +49,6 @@ class Registry:
         self.failures: list[PluginFailure] = []
         self._pm = pluggy.PluginManager(hookspec.PROJECT)
         self._pm.add_hookspecs(hookspec)
-        self._origin: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
         self._components: dict[tuple[Kind, str], Component] = {}
 
         self._add(importlib.import_module(_BUILTIN), "ctxseg", _own_version())
@@ -73,8 +72,8 @@ class Registry:
         self._pm.register(plugin, name=name)
         try:
             self._pm.check_pending()  # a misspelt hook name is the plugin's bug, caught early
-            (impl,) = [i for i in self._pm.hook.ctxseg_components.get_hookimpls() if i.plugin_name == name] or [None]
-            declared = list(impl.function()) if impl else []
+            declared = [c for impl in self._pm.hook.ctxseg_components.get_hookimpls()
+                        if impl.plugin_name == name for c in impl.function()]
             new = [attrs.evolve(c, distribution=distribution, version=version) for c in declared]
             self._check_unique(new, distribution)
         except PluginError:
@@ -84,7 +83,6 @@ class Registry:
             self._pm.unregister(name=name)
             self._fail(distribution, error)
             return
-        self._origin[name] = (distribution, version)
         for c in new:
             self._components[c.kind, c.name] = c
 
