@@ -65,6 +65,8 @@ def _inspect(args: argparse.Namespace) -> None:
         print(f"  parameters {name:<28} {count:>13,}")
     rf = report["receptive_field"]
     print(f"  output stride                         {report['output_stride']:>13}")
+    if report["field_of_view"]:
+        print(f"  field of view (score layers)          {report['field_of_view']:>13}")
     print(f"  receptive field (at {'x'.join(map(str, report['receptive_field_measured_at']))})"
           f"{'':<10} {rf if isinstance(rf, str) else 'x'.join(map(str, rf)):>13}")
     print(f"  output shape for {report['input_shape']}: {report['output_shape']}")
@@ -87,6 +89,7 @@ def _eval(args: argparse.Namespace) -> None:
     from ctxseg.files import atomic_path
     from ctxseg.report import metrics_table
     from ctxseg.runtime import Runtime
+    from ctxseg.simulate import Simulated, for_inference
     from ctxseg.spec import load_spec
     from ctxseg.weights import load_model
 
@@ -96,9 +99,14 @@ def _eval(args: argparse.Namespace) -> None:
     if dataset.classes != info.classes:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
                           f"but the {args.split} split has {dataset.classes}")
-    runtime = Runtime(spec.run, f"{args.weights} (embedded spec)")
-    metrics, _ = evaluate(runtime.model(model), dataset, data, runtime, boundary=args.boundary,
-                          progress=not args.quiet)
+    source = f"{args.weights} (embedded spec)"
+    runtime = Runtime(spec.run, source)
+    model = runtime.model(model)
+    if args.simulate is not None:
+        model = Simulated(model, args.simulate, source) if args.simulate else model
+    else:
+        model = for_inference(model, spec.run, source)
+    metrics, _ = evaluate(model, dataset, data, runtime, boundary=args.boundary, progress=not args.quiet)
     if args.out:
         with atomic_path(args.out) as tmp:
             tmp.write_text(json.dumps(metrics, indent=2))
@@ -144,6 +152,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="val")
     s.add_argument("--boundary", type=int, default=0, metavar="PX",
                    help="also report accuracy within PX pixels of label boundaries and inside (GCN uses 7)")
+    s.add_argument("--simulate", metavar="LAYER",
+                   help="run as the finer network by FCRN's four shifted passes before LAYER, e.g. backbone.layer2 "
+                        "(default: the weights' run.simulate; \"\" turns it off)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
     s.add_argument("--quiet", action="store_true")

@@ -55,11 +55,15 @@ class ContextHead(nn.Module, abc.ABC):
     """A feature map ``(B, C_in, h, w)`` -> a context-enriched map ``(B, out_channels, h, w)``.
 
     Constructed as ``ContextHead(config, in_channels, num_classes)``; ``num_classes``
-    lets a head that works on class scores (a context module) size itself.
+    lets a head that works on class scores (a context module) size itself. A head whose
+    output pixel sees a bounded window of its input declares the window's side as
+    ``field_of_view`` (3 for a 3x3 conv), from which ``ctxseg inspect`` reports FCRN's
+    field of view; None means unbounded (global pooling) or undeclared.
     """
 
     Config: ClassVar[type]
     out_channels: int
+    field_of_view: int | None = None
 
     @abc.abstractmethod
     def forward(self, x: Tensor) -> Tensor: ...

@@ -8,10 +8,15 @@ The graph is the one the five papers share::
                       \\-> features[aux.input] -> aux head -> classifier -> upsample -> "aux.<input>"
 
 Channel counts flow forward from the backbone's declaration; auxiliary heads run only
-in training mode, so inference pays nothing for them.
+in training mode, so inference pays nothing for them. Two training options act on
+the assembled model as a whole: how batch norm trains (``batch_norm``) and dropout on
+the outputs of named modules (``dropout``).
 """
 
 from __future__ import annotations
+
+import difflib
+import functools
 
 import attrs
 import torch.nn.functional as F
@@ -21,7 +26,7 @@ from ctxseg.errors import SpecError
 from ctxseg.interfaces import Backbone
 from ctxseg.spec import ClassifierSpec, ModelSpec, ModuleRef
 
-__all__ = ["SegmentationModel"]
+__all__ = ["SegmentationModel", "upsample"]
 
 CONTEXT = "context"
 """Name of the context heads' output among a fusion's inputs."""
@@ -95,6 +100,23 @@ class SegmentationModel(nn.Module):
             self.aux[name] = nn.Sequential(head, _classifier(head.out_channels, num_classes, ClassifierSpec()))
             self.aux_weights[f"aux.{name}"] = ref.weight
 
+        self.batch_norm = spec.batch_norm
+        if spec.batch_norm == "frozen":
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.requires_grad_(False)
+        for i, path in enumerate(spec.dropout.after):
+            self._submodule(path, f"model.dropout.after[{i}]", source).register_forward_hook(
+                functools.partial(_dropout, p=spec.dropout.p))
+
+    def _submodule(self, path: str, where: str, source: str) -> nn.Module:
+        names = dict(self.named_modules())
+        if path not in names:
+            near = difflib.get_close_matches(path, names, n=3)
+            raise SpecError(f"{source}: {where}: the model has no module {path!r}"
+                            + (f"; did you mean {' or '.join(map(repr, near))}?" if near else ""))
+        return names[path]
+
     def _maybe_freeze(self, module: nn.Module, ref: ModuleRef) -> nn.Module:
         if ref.frozen:
             module.requires_grad_(False)
@@ -102,10 +124,15 @@ class SegmentationModel(nn.Module):
         return module
 
     def train(self, mode: bool = True) -> SegmentationModel:
-        """As ``nn.Module.train``, but frozen components always stay in eval mode."""
+        """As ``nn.Module.train``, but frozen components, and batch norm unless it
+        trains on batch statistics, always stay in eval mode."""
         super().train(mode)
         for module in self._frozen:
             module.eval()
+        if self.batch_norm != "batch":
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     @property
@@ -116,22 +143,44 @@ class SegmentationModel(nn.Module):
             return self.fusion.out_stride or finest
         return self.backbone.strides[self.input]
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        size = images.shape[-2:]
+    @property
+    def field_of_view(self) -> int | None:
+        """Side, in input pixels, of the region the score layers see around a pixel of
+        their input map: FCRN's field of view (Sec. 3.1, Table 1), ``((k - 1) d + 1)``
+        times the output stride for one k x k classifier of dilation d. None unless every
+        context head declares its own ``field_of_view`` and no fusion is used.
+        """
+        spans = [getattr(head, "field_of_view", None) for head in self.context]
+        if self.fusion is not None or None in spans:
+            return None
+        return (1 + sum(span - 1 for span in spans)) * self.output_stride
+
+    def scores(self, images: Tensor) -> dict[str, Tensor]:
+        """Score maps before upsampling: ``"out"`` at the output stride, plus the
+        auxiliary heads' ``"aux.<feature>"`` in training mode."""
         features = self.backbone(images)  # {name: (B, C_i, H/s_i, W/s_i)}
         x = features[self.input]
         for head in self.context:
             x = head(x)
         if self.fusion is not None:
             x = self.fusion([x if n == CONTEXT else features[n] for n in self.fusion_inputs])
-        outputs = {"out": _upsample(self.classifier(x), size)}  # (B, K, H, W)
+        outputs = {"out": self.classifier(x)}  # (B, K, H/s, W/s)
         if self.training:
             for name, head in self.aux.items():
-                outputs[f"aux.{name}"] = _upsample(head(features[name]), size)
+                outputs[f"aux.{name}"] = head(features[name])
         return outputs
 
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        size = images.shape[-2:]
+        return {name: upsample(scores, size) for name, scores in self.scores(images).items()}  # (B, K, H, W)
 
-def _upsample(scores: Tensor, size: tuple[int, int]) -> Tensor:
+
+def _dropout(module: nn.Module, inputs: tuple, output: Tensor, *, p: float) -> Tensor:
+    return F.dropout(output, p, module.training)
+
+
+def upsample(scores: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of score maps to ``size`` (the input's), skipped when already there."""
     if scores.shape[-2:] == size:
         return scores
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)

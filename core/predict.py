@@ -18,6 +18,7 @@ from ctxseg.data.pipeline import EvalTransform
 from ctxseg.errors import DataError
 from ctxseg.evaluate import predict_scores
 from ctxseg.runtime import Runtime
+from ctxseg.simulate import for_inference
 from ctxseg.visualize import colorize, overlay, save_png
 from ctxseg.weights import load_model
 
@@ -39,7 +40,7 @@ def predict(weights: Path, images: Sequence[Path], out: Path, *, progress: bool 
     """Write a palette mask and an overlay per image into ``out``; return the mask paths."""
     model, spec, info = load_model(weights)
     runtime = Runtime(spec.run, f"{weights} (embedded spec)")
-    model = runtime.model(model)
+    model = for_inference(runtime.model(model), spec.run, f"{weights} (embedded spec)")
     transform = EvalTransform(spec.data)
     written = []
     for path in tqdm(images, desc="predict", disable=not progress):

@@ -26,9 +26,9 @@ from ctxseg.errors import SpecError
 from ctxseg.registry import Kind, default_registry
 
 __all__ = [
-    "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef",
+    "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
     "FusionRef", "LossRef", "ModelSpec", "ModuleRef", "OptimizerRef", "Ref", "RunSpec", "ScheduleRef",
-    "Spec", "load_spec", "spec_from_dict",
+    "SimulateSpec", "Spec", "load_spec", "spec_from_dict",
 ]
 
 
@@ -154,6 +154,20 @@ class ClassifierSpec:
 
 
 @attrs.frozen(kw_only=True)
+class DropoutSpec:
+    """Traditional (element-wise) dropout on the outputs of chosen modules, in training only.
+
+    Wu et al. (FCRN, Sec. 4.5) put it into "some of the top-most" residual blocks
+    against over-fitting; any module of the model can be named.
+    """
+
+    p: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
+    """Probability of zeroing an element."""
+    after: tuple[str, ...] = ()
+    """Module paths, as in the weights file's tensor names: e.g. "backbone.layer4.2"."""
+
+
+@attrs.frozen(kw_only=True)
 class ModelSpec:
     backbone: BackboneRef
     input: str = ""
@@ -163,6 +177,12 @@ class ModelSpec:
     fusion: FusionRef | None = None
     classifier: ClassifierSpec = attrs.Factory(ClassifierSpec)
     aux: tuple[AuxRef, ...] = ()
+    batch_norm: Literal["batch", "frozen_statistics", "frozen"] = "batch"
+    """How every batch-norm layer trains: "batch" normalizes with batch statistics;
+    "frozen_statistics" uses the stored means and variances (FCRN Sec. 3.2, after He et
+    al.: a linear transform, so batches of one crop train well); "frozen" also keeps
+    its scale and shift fixed."""
+    dropout: DropoutSpec = attrs.Factory(DropoutSpec)
     init: str = ""
     """A ctxseg weights file to start training from, where tensor names match (a trained
     front end under a new context module); tensors it lacks keep their initialisation."""
@@ -184,8 +204,31 @@ class DataSpec:
 
 
 @attrs.frozen(kw_only=True)
+class SimulateSpec:
+    """Run the model as its finer self: four passes shifted before one down-sampling layer.
+
+    FCRN (Wu et al., Sec. 3.2, Fig. 1) simulates a network whose ``layer`` has stride
+    1 and later convolutions twice the dilation, at a quarter of its activation memory:
+    see :mod:`ctxseg.simulate`.
+    """
+
+    layer: str = ""
+    """Module path of the last down-sampling layer, e.g. "backbone.layer2" for a ResNet at
+    output stride 8 simulated at 4; empty turns simulation off."""
+    train: bool = True
+    """Train with the four passes, their gradients accumulated before one update."""
+    test: bool = True
+    """Evaluate and predict with the four passes interleaved into the finer score map."""
+
+
+@attrs.frozen(kw_only=True)
 class RunSpec:
     steps: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
+    """Optimizer updates."""
+    accumulate: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    """Batches whose gradients are summed before each update (FCRN Sec. 3.2: several
+    crops per update when one crop fills the memory); the loss of each is divided by
+    this, so an update sees the mean over batch_size x accumulate samples."""
     eval_every: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     """Evaluate (and checkpoint) every so many steps; 0 means only at the end."""
     seed: int = 0
@@ -195,6 +238,7 @@ class RunSpec:
     channels_last: bool = False
     threads: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     """CPU threads for torch; 0 keeps torch's default."""
+    simulate: SimulateSpec = attrs.Factory(SimulateSpec)
 
 
 @attrs.frozen(kw_only=True)

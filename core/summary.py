@@ -67,7 +67,8 @@ def receptive_field(model: SegmentationModel, size: tuple[int, int]) -> tuple[in
 
 
 def summarize(model: SegmentationModel, size: tuple[int, int], rf_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Parameters (total and per component), output stride, receptive field, output shape."""
+    """Parameters (total and per component), output stride, field of view (None unless
+    the heads declare it), receptive field, output shape."""
     parts = {"backbone": _count(model.backbone)}
     for i, head in enumerate(model.context):
         parts[f"context[{i}]"] = _count(head)
@@ -84,6 +85,7 @@ def summarize(model: SegmentationModel, size: tuple[int, int], rf_size: tuple[in
         "parameters": {"total": _count(model), "inference": _count(model) - sum(_count(h) for h in model.aux.values()),
                        **parts},
         "output_stride": model.output_stride,
+        "field_of_view": model.field_of_view,
         "receptive_field": list(rf) if rf else "whole input",
         "receptive_field_measured_at": list(rf_size or size),
         "input_shape": [1, 3, *size],

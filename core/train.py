@@ -12,6 +12,7 @@ A run directory holds::
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ctxseg.evaluate import evaluate
 from ctxseg.files import atomic_path
 from ctxseg.model import SegmentationModel
 from ctxseg.runtime import Runtime
+from ctxseg.simulate import SHIFTS, for_inference, label_phase, shifted
 from ctxseg.spec import Spec
 from ctxseg.visualize import panel, plot_curves, save_png
 from ctxseg.weights import load_state, read_weights, save_weights
@@ -40,6 +42,41 @@ def _build_data(spec: Spec):
     ref = spec.data.dataset
     cls = ref.load()
     return cls(ref.config, "train"), cls(ref.config, "val")
+
+
+def _weighted(model: SegmentationModel, criterion: torch.nn.Module, outputs: dict[str, torch.Tensor],
+              masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The main loss plus the auxiliary heads' losses times their weights."""
+    parts = {name: criterion(scores, masks[name]) for name, scores in outputs.items()}
+    return parts["out"] + sum(model.aux_weights[n] * v for n, v in parts.items() if n != "out")
+
+
+def _backward(model: SegmentationModel, criterion: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
+              runtime: Runtime, simulate: str, scale: float) -> float:
+    """Forward and backward one batch, its loss times ``scale``; return the unscaled loss.
+
+    With ``simulate`` (a layer's path), the batch runs in FCRN's four shifted passes,
+    each scored against the labels at its own pixels (:mod:`ctxseg.simulate`).
+    """
+    if not simulate:
+        with runtime.autocast():
+            outputs = model(images)
+        loss = _weighted(model, criterion, outputs, dict.fromkeys(outputs, masks))
+        (loss * scale).backward()
+        return loss.item()
+    total = 0.0
+    for dy, dx in SHIFTS:
+        with shifted(model, simulate, dy, dx), runtime.autocast():
+            outputs = model.scores(images)
+        size = outputs["out"].shape[-2:]
+        if any(scores.shape[-2:] != size for scores in outputs.values()):
+            raise CtxsegError(f"run.simulate.layer: an auxiliary head reads a feature from before "
+                              f"{simulate!r}; simulation needs every scored map after it")
+        labels = label_phase(masks, model.output_stride // 2, dy, dx, size)
+        loss = _weighted(model, criterion, outputs, dict.fromkeys(outputs, labels)) / len(SHIFTS)
+        (loss * scale).backward()
+        total += loss.item()
+    return total
 
 
 def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False,
@@ -74,27 +111,27 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     eval_every = run.eval_every or run.steps
 
     model.train()
-    batches = iter(train_loader(train_set, spec.data, run.seed, start_step=state.step))
+    inference = for_inference(model, run, source)
+    simulate = run.simulate.layer if run.simulate.train else ""
+    batches = iter(train_loader(train_set, spec.data, run.seed, start_step=state.step * run.accumulate))
     bar = tqdm(total=run.steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
     started, running = time.perf_counter(), []
     trains = state.step < run.steps
     while state.step < run.steps:
         for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base * schedule(state.step)
-        images, masks = next(batches)
-        images, masks = runtime.images(images), masks.to(runtime.device)
-        with runtime.autocast():
-            outputs = model(images)
-        parts = {name: criterion(scores, masks) for name, scores in outputs.items()}
-        loss = parts["out"] + sum(model.aux_weights[n] * v for n, v in parts.items() if n != "out")
-        if not torch.isfinite(loss):
-            raise CtxsegError(f"{source}: training diverged at step {state.step} (loss {loss.item()}); "
-                              "lower optimizer.lr or check the data")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = 0.0
+        for _ in range(run.accumulate):
+            images, masks = next(batches)
+            images, masks = runtime.images(images), masks.to(runtime.device)
+            loss += _backward(model, criterion, images, masks, runtime, simulate, 1 / run.accumulate) / run.accumulate
+            if not math.isfinite(loss):
+                raise CtxsegError(f"{source}: training diverged at step {state.step} (loss {loss}); "
+                                  "lower optimizer.lr or check the data")
         optimizer.step()
         state.step += 1
-        running.append(loss.item())
+        running.append(loss)
         bar.update()
         bar.set_postfix(loss=f"{running[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
         if state.step % 10 == 0 or state.step == run.steps:
@@ -102,7 +139,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
             running = []
         if state.step % eval_every == 0 or state.step == run.steps:
             last = state.step == run.steps
-            metrics, examples = evaluate(model, val_set, spec.data, runtime, keep=PICTURES * last,
+            metrics, examples = evaluate(inference, val_set, spec.data, runtime, keep=PICTURES * last,
                                          progress=progress)
             state.history.append({"step": state.step, **{k: v for k, v in metrics.items() if k != "per_class_iou"}})
             bar.write(f"step {state.step}: val mIoU {100 * metrics['mean_iou']:.1f}%")
@@ -110,7 +147,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     bar.close()
     elapsed = time.perf_counter() - started
     if not trains:  # resumed a finished run: nothing was trained, evaluate once
-        metrics, examples = evaluate(model, val_set, spec.data, runtime, keep=PICTURES, progress=progress)
+        metrics, examples = evaluate(inference, val_set, spec.data, runtime, keep=PICTURES, progress=progress)
     save_weights(out / "model.safetensors", model, resolved, classes, train_set.palette, metrics)
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps({"final": metrics, "train_seconds": elapsed, "steps": run.steps,

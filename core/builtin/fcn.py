@@ -21,6 +21,8 @@ class FCNHead(ContextHead):
         """Output channels; 0 means in_channels // 4, torchvision's choice."""
         dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
 
+    field_of_view = 3
+
     def __init__(self, config: Config, in_channels: int, num_classes: int):
         super().__init__()
         self.out_channels = config.channels or max(in_channels // 4, 1)

@@ -20,6 +20,8 @@ class Scores(ContextHead):
     class Config:
         dropout: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
 
+    field_of_view = 1
+
     def __init__(self, config: Config, in_channels: int, num_classes: int):
         super().__init__()
         self.out_channels = num_classes

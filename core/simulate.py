@@ -1,0 +1,169 @@
+"""Simulating a high-resolution network with a low-resolution one.
+
+Wu, Shen and van den Hengel, "High-performance Semantic Segmentation Using Very Deep
+Fully Convolutional Networks" (FCRN), Sec. 3.2 and Fig. 1: a network whose last
+down-sampling layer has stride 2 (output stride s) is run four times, the feature map
+entering that layer shifted by one pixel down and/or right before each pass. Each
+pass yields the scores of one of the four phases of the finer network, the one with
+that layer's stride removed and every later convolution dilated twice as much
+(output stride s / 2); interleaved, they are its score map. In training, each pass
+backpropagates on its own and the gradients add up before one update, so the memory
+of the layers after the shift is that of the coarse network.
+
+The paper shifts the feature map itself, which loses its first row (or column) in the
+shifted passes, so the two networks would differ near the top and left border.
+Here the strided convolutions of the layer pad the map first and then drop the
+first padded row/column: every pass sees exactly the finer network's inputs, and the
+simulation equals the finer network everywhere, border included, whatever the size
+(``tests/test_simulate.py``). It needs batch norm with fixed statistics
+(``model.batch_norm``), as the paper trains, or eval mode: batch statistics differ
+from pass to pass.
+
+:func:`finer` builds that finer network from the coarse one (DeepLab's hole
+algorithm: same weights, stride removed, dilations doubled) to compare against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ctxseg.errors import SpecError
+from ctxseg.model import upsample
+from ctxseg.spec import RunSpec
+
+__all__ = ["SHIFTS", "Simulated", "finer", "for_inference", "interleave", "label_phase", "shifted"]
+
+SHIFTS = ((0, 0), (0, 1), (1, 0), (1, 1))
+"""The four passes: (rows, columns) the map is shifted by before down-sampling."""
+
+
+def _layer(model: nn.Module, path: str, source: str = "<spec>") -> tuple[nn.Module, list[nn.Conv2d]]:
+    """The module at ``path`` and its stride-2 convolutions, or a SpecError saying why not."""
+    modules = dict(model.named_modules())
+    where = f"{source}: run.simulate.layer"
+    if path not in modules:
+        near = difflib.get_close_matches(path, modules, n=3)
+        raise SpecError(f"{where}: the model has no module {path!r}"
+                        + (f"; did you mean {' or '.join(map(repr, near))}?" if near else ""))
+    layer = modules[path]
+    strided = [m for m in layer.modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)]
+    pools = [m for m in layer.modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and m.stride not in (1, (1, 1))]
+    if not strided or pools:
+        raise SpecError(f"{where}: {path!r} must down-sample by strided convolutions alone "
+                        f"(it has {len(strided)} strided convolutions{' and a strided pooling' if pools else ''})")
+    for conv in strided:
+        if conv.stride != (2, 2) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise SpecError(f"{where}: {path!r} has a convolution with stride {conv.stride} and "
+                            f"padding {conv.padding!r} ({conv.padding_mode}); simulation needs stride 2 and "
+                            "numeric zero padding")
+    return layer, strided
+
+
+@contextlib.contextmanager
+def shifted(model: nn.Module, layer: str, dy: int, dx: int) -> Iterator[None]:
+    """Within the block, ``layer`` down-samples the phase ``(dy, dx)`` of its input.
+
+    Each of its stride-2 convolutions pads its input as usual, then drops the first
+    ``dy`` rows and ``dx`` columns, so its output pixel i reads the window the
+    stride-1 convolution reads at 2i + dy.
+    """
+    _, strided = _layer(model, layer)
+    saved = [conv.padding for conv in strided]
+    handles = []
+    for conv, (py, px) in zip(strided, saved, strict=True):
+        def shift(module: nn.Module, args: tuple, py: int = py, px: int = px) -> tuple:
+            return (F.pad(args[0], (px, px, py, py))[..., dy:, dx:], *args[1:])
+
+        conv.padding = (0, 0)
+        handles.append(conv.register_forward_pre_hook(shift))
+    try:
+        yield
+    finally:
+        for conv, padding, handle in zip(strided, saved, handles, strict=True):
+            conv.padding = padding
+            handle.remove()
+
+
+def interleave(phases: dict[tuple[int, int], Tensor]) -> Tensor:
+    """The four passes' maps ``(B, K, h_dy, w_dx)`` -> the finer map ``(B, K, h_0 + h_1, w_0 + w_1)``."""
+    rows = phases[0, 0].shape[-2] + phases[1, 0].shape[-2]
+    cols = phases[0, 0].shape[-1] + phases[0, 1].shape[-1]
+    fine = phases[0, 0].new_empty(*phases[0, 0].shape[:-2], rows, cols)
+    for (dy, dx), scores in phases.items():
+        fine[..., dy::2, dx::2] = scores
+    return fine
+
+
+def label_phase(labels: Tensor, fine_stride: int, dy: int, dx: int, size: tuple[int, int]) -> Tensor:
+    """The labels ``(B, H, W)`` a pass's score map ``size`` stands for: nearest samples at
+    the centres of its pixels, which are pixels 2i + dy (2j + dx) of the finer map."""
+    offset = fine_stride // 2
+    phase = labels[..., fine_stride * dy + offset::2 * fine_stride, fine_stride * dx + offset::2 * fine_stride]
+    if phase.shape[-2] < size[0] or phase.shape[-1] < size[1]:
+        raise ValueError(f"labels {tuple(labels.shape[-2:])} do not cover a score map {tuple(size)} "
+                         f"of stride {2 * fine_stride}")
+    return phase[..., :size[0], :size[1]]
+
+
+class Simulated(nn.Module):
+    """``model`` run as its finer self in four shifted passes; same outputs as ``model``.
+
+    ``scores(images)["out"]`` is the finer network's score map (output stride halved);
+    ``forward`` upsamples it to the input size. For inference: use
+    :func:`shifted` per pass to train.
+    """
+
+    def __init__(self, model: nn.Module, layer: str, source: str = "<spec>"):
+        super().__init__()
+        _layer(model, layer, source)
+        self.model, self.layer = model, layer
+        self.output_stride = model.output_stride // 2
+
+    def scores(self, images: Tensor) -> dict[str, Tensor]:
+        phases = {}
+        for dy, dx in SHIFTS:
+            with shifted(self.model, self.layer, dy, dx):
+                phases[dy, dx] = self.model.scores(images)["out"]
+        return {"out": interleave(phases)}
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        return {"out": upsample(self.scores(images)["out"], images.shape[-2:])}
+
+
+def for_inference(model: nn.Module, run: RunSpec, source: str = "<spec>") -> nn.Module:
+    """``model`` as ``[run.simulate]`` says to evaluate and predict with it."""
+    return Simulated(model, run.simulate.layer, source) if run.simulate.layer and run.simulate.test else model
+
+
+@torch.no_grad()
+def finer(model: nn.Module, layer: str, probe: Tensor) -> nn.Module:
+    """A copy of ``model`` with the stride of ``layer`` removed and every later
+    convolution dilated twice as much (and padded so): the network :class:`Simulated`
+    simulates. ``probe``, an input, finds which convolutions run after the layer's
+    first strided one.
+    """
+    fine = copy.deepcopy(model)
+    _, strided = _layer(fine, layer)
+    order: list[nn.Conv2d] = []
+    handles = [m.register_forward_pre_hook(lambda m, _: order.append(m))
+               for m in fine.modules() if isinstance(m, nn.Conv2d)]
+    was_training = fine.training
+    fine.eval()(probe)
+    fine.train(was_training)
+    for handle in handles:
+        handle.remove()
+    first = min(order.index(conv) for conv in strided)
+    for conv in dict.fromkeys(order[first:]):
+        if conv in strided:
+            conv.stride = (1, 1)
+        elif conv.kernel_size != (1, 1):
+            conv.dilation = tuple(2 * d for d in conv.dilation)
+            conv.padding = tuple(2 * p for p in conv.padding)
+    return fine
