@@ -17,14 +17,16 @@ from torch import nn
 
 from ctxseg.model import SegmentationModel
 
-__all__ = ["receptive_field", "summarize"]
+__all__ = ["positive_linear_copy", "receptive_field", "summarize"]
 
 
 def _count(module: nn.Module | None) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
 
 
-def _positive_linear_copy(model: nn.Module) -> nn.Module:
+def positive_linear_copy(model: nn.Module) -> nn.Module:
+    """A float64 eval-mode copy of ``model`` in which every path from input to output
+    carries a positive weight: what a gradient-measured receptive field needs."""
     probe = copy.deepcopy(model).double().eval()
     for child in list(probe.modules()):
         for attr, sub in list(child.named_children()):
@@ -54,7 +56,7 @@ def receptive_field(model: SegmentationModel, size: tuple[int, int]) -> tuple[in
     ``None`` means it covers the whole input (global context, or an input too small
     to tell); measure at a larger ``size`` to tell the two apart.
     """
-    probe = _positive_linear_copy(model)
+    probe = positive_linear_copy(model)
     generator = torch.Generator().manual_seed(1)
     x = (0.5 + torch.rand(1, 3, *size, generator=generator, dtype=torch.float64)).requires_grad_()
     out = probe(x)["out"]

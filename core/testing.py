@@ -208,10 +208,12 @@ def check_context_head(cls: type, config: Any = None, *, name: str | None = None
     Any channel count and any small size must work, since the framework builds the
     head from whatever the backbone declares and inputs of any size. Also checks:
     finite values; a gradient for every trainable parameter and for the input (train
-    mode); bitwise-repeatable eval passes; no leakage across the batch in eval mode.
+    mode); bitwise-repeatable eval passes; no leakage across the batch in eval mode;
+    and a declared ``field_of_view`` is the window its output pixel really sees.
     """
     who = _who(Kind.CONTEXT_HEAD, cls, name)
     config = _make_config(who, cls, config)
+    _check_field_of_view(who, _construct(who, lambda: cls(config, 3, 2), "in_channels=3, num_classes=2"))
 
     @_settings(max_examples)
     @given(in_channels=_HEAD_CHANNELS, num_classes=_CLASSES, height=_SIDE, width=_SIDE, seed=_SEED)
@@ -227,6 +229,28 @@ def check_context_head(cls: type, config: Any = None, *, name: str | None = None
                           ["the input"], where)
 
     context_head_example()
+
+
+def _check_field_of_view(who: str, head: nn.Module) -> None:
+    """The centre output's gradient, in a copy made linear and positive (so no ReLU hides
+    a path), reaches exactly a ``field_of_view``-wide square of the input."""
+    from ctxseg.summary import positive_linear_copy
+
+    span = getattr(head, "field_of_view", None)
+    if span is None:
+        return
+    if type(span) is not int or span < 1:
+        _fail(who, f"field_of_view must be a positive integer or None, got {span!r}")
+    side = span + 6
+    probe = positive_linear_copy(head)
+    x = (0.5 + torch.rand(1, 3, side, side, dtype=torch.float64)).requires_grad_()
+    probe(x)[0, :, side // 2, side // 2].sum().backward()
+    reached = x.grad[0].abs().sum(0) > 0
+    rows, cols = reached.any(1).nonzero().flatten(), reached.any(0).nonzero().flatten()
+    seen = (int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
+    if seen != (span, span):
+        _fail(who, f"declares field_of_view={span}, but an output pixel sees a {seen[0]} x {seen[1]} window "
+                   f"of its input ({side} x {side})")
 
 
 @st.composite

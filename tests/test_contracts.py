@@ -98,6 +98,15 @@ class NoisyHead(GoodHead):
         return F.dropout(super().forward(x), 0.5, training=True)
 
 
+class WrongFieldOfViewHead(GoodHead):
+    """A 3x3 conv that claims to see only its own pixel."""
+
+    field_of_view = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.norm(self.conv(x)))
+
+
 class BrokenPlugin:
     """An in-process plugin registering the broken heads, as a third party would."""
 
@@ -108,6 +117,7 @@ class BrokenPlugin:
             Component("context_head", "broken.unused_parameter", UnusedParameterHead),
             Component("context_head", "broken.batch_mean", BatchMeanHead),
             Component("context_head", "broken.non_finite", NonFiniteHead),
+            Component("context_head", "broken.field_of_view", WrongFieldOfViewHead),
             Component("context_head", "broken.missing", "ctxseg_no_such_plugin.head:Head"),
         ]
 
@@ -132,6 +142,8 @@ BROKEN_HEADS = {
     "broken.batch_mean": r"'broken.batch_mean': output of sample \d changes when it is run alone: "
                          r"it leaks across the batch in eval mode",
     "broken.non_finite": r"'broken.non_finite': output is not finite",
+    "broken.field_of_view": r"'broken.field_of_view': declares field_of_view=1, but an output pixel sees a 3 x 3 "
+                            r"window of its input \(7 x 7\)",
     "broken.missing": r"context_head 'broken.missing'.* cannot (be )?import.*'ctxseg_no_such_plugin",
 }
 
