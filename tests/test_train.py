@@ -44,8 +44,12 @@ def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, ca
     assert capsys.readouterr().err == f"ctxseg: error: {bad}: not a readable image (cannot identify image file '{bad}')\n"
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_spec_file, monkeypatch):
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_spec_file, monkeypatch, accumulate):
+    text = tiny_spec_file.read_text()
+    tiny_spec_file.write_text(text.replace('device = "cpu"', f'device = "cpu"\naccumulate = {accumulate}'))
     spec = load_spec(tiny_spec_file)
+    assert spec.run.accumulate == accumulate
     train(spec, tmp_path / "straight", progress=False)
 
     real_save = train_module.save_checkpoint
