@@ -26,7 +26,7 @@ from ctxseg.errors import SpecError
 from ctxseg.interfaces import Backbone
 from ctxseg.spec import ClassifierSpec, ModelSpec, ModuleRef
 
-__all__ = ["SegmentationModel", "upsample"]
+__all__ = ["SegmentationModel", "submodule", "upsample"]
 
 CONTEXT = "context"
 """Name of the context heads' output among a fusion's inputs."""
@@ -106,16 +106,8 @@ class SegmentationModel(nn.Module):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.requires_grad_(False)
         for i, path in enumerate(spec.dropout.after):
-            self._submodule(path, f"model.dropout.after[{i}]", source).register_forward_hook(
+            submodule(self, path, f"{source}: model.dropout.after[{i}]").register_forward_hook(
                 functools.partial(_dropout, p=spec.dropout.p))
-
-    def _submodule(self, path: str, where: str, source: str) -> nn.Module:
-        names = dict(self.named_modules())
-        if path not in names:
-            near = difflib.get_close_matches(path, names, n=3)
-            raise SpecError(f"{source}: {where}: the model has no module {path!r}"
-                            + (f"; did you mean {' or '.join(map(repr, near))}?" if near else ""))
-        return names[path]
 
     def _maybe_freeze(self, module: nn.Module, ref: ModuleRef) -> nn.Module:
         if ref.frozen:
@@ -173,6 +165,16 @@ class SegmentationModel(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         size = images.shape[-2:]
         return {name: upsample(scores, size) for name, scores in self.scores(images).items()}  # (B, K, H, W)
+
+
+def submodule(model: nn.Module, path: str, where: str) -> nn.Module:
+    """The module named ``path`` (as in the weights file); a SpecError at ``where`` if none."""
+    modules = dict(model.named_modules())
+    if path not in modules:
+        near = difflib.get_close_matches(path, modules, n=3)
+        raise SpecError(f"{where}: the model has no module {path!r}"
+                        + (f"; did you mean {' or '.join(map(repr, near))}?" if near else ""))
+    return modules[path]
 
 
 def _dropout(module: nn.Module, inputs: tuple, output: Tensor, *, p: float) -> Tensor:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 from collections.abc import Iterator
 
 import torch
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctxseg.errors import SpecError
-from ctxseg.model import upsample
+from ctxseg.model import submodule, upsample
 from ctxseg.spec import RunSpec
 
 __all__ = ["SHIFTS", "Simulated", "finer", "for_inference", "interleave", "label_phase", "shifted"]
@@ -44,15 +43,10 @@ SHIFTS = ((0, 0), (0, 1), (1, 0), (1, 1))
 """The four passes: (rows, columns) the map is shifted by before down-sampling."""
 
 
-def _layer(model: nn.Module, path: str, source: str = "<spec>") -> tuple[nn.Module, list[nn.Conv2d]]:
-    """The module at ``path`` and its stride-2 convolutions, or a SpecError saying why not."""
-    modules = dict(model.named_modules())
+def _strided(model: nn.Module, path: str, source: str = "<spec>") -> list[nn.Conv2d]:
+    """The stride-2 convolutions of the layer at ``path``, or a SpecError saying why it cannot be simulated."""
     where = f"{source}: run.simulate.layer"
-    if path not in modules:
-        near = difflib.get_close_matches(path, modules, n=3)
-        raise SpecError(f"{where}: the model has no module {path!r}"
-                        + (f"; did you mean {' or '.join(map(repr, near))}?" if near else ""))
-    layer = modules[path]
+    layer = submodule(model, path, where)
     strided = [m for m in layer.modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)]
     pools = [m for m in layer.modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and m.stride not in (1, (1, 1))]
     if not strided or pools:
@@ -63,7 +57,7 @@ def _layer(model: nn.Module, path: str, source: str = "<spec>") -> tuple[nn.Modu
             raise SpecError(f"{where}: {path!r} has a convolution with stride {conv.stride} and "
                             f"padding {conv.padding!r} ({conv.padding_mode}); simulation needs stride 2 and "
                             "numeric zero padding")
-    return layer, strided
+    return strided
 
 
 @contextlib.contextmanager
@@ -74,7 +68,7 @@ def shifted(model: nn.Module, layer: str, dy: int, dx: int) -> Iterator[None]:
     ``dy`` rows and ``dx`` columns, so its output pixel i reads the window the
     stride-1 convolution reads at 2i + dy.
     """
-    _, strided = _layer(model, layer)
+    strided = _strided(model, layer)
     saved = [conv.padding for conv in strided]
     handles = []
     for conv, (py, px) in zip(strided, saved, strict=True):
@@ -122,7 +116,7 @@ class Simulated(nn.Module):
 
     def __init__(self, model: nn.Module, layer: str, source: str = "<spec>"):
         super().__init__()
-        _layer(model, layer, source)
+        _strided(model, layer, source)
         self.model, self.layer = model, layer
         self.output_stride = model.output_stride // 2
 
@@ -150,7 +144,7 @@ def finer(model: nn.Module, layer: str, probe: Tensor) -> nn.Module:
     first strided one.
     """
     fine = copy.deepcopy(model)
-    _, strided = _layer(fine, layer)
+    strided = _strided(fine, layer)
     order: list[nn.Conv2d] = []
     handles = [m.register_forward_pre_hook(lambda m, _: order.append(m))
                for m in fine.modules() if isinstance(m, nn.Conv2d)]
