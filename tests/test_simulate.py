@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ctxseg.errors import SpecError
 from ctxseg.model import SegmentationModel
 from ctxseg.runtime import Runtime
-from ctxseg.simulate import SHIFTS, Simulated, finer, interleave, label_phase, shifted
+from ctxseg.simulate import SHIFTS, Simulated, finer, interleave, label_phase, shifted, upsample_finer
 from ctxseg.spec import RunSpec, spec_from_dict
 from ctxseg.train import _backward
 
@@ -89,20 +89,23 @@ def test_the_passes_gradients_add_up_to_the_finer_networks():
     fine = finer(model, "backbone.layer2", images).train()
 
     loss = _backward(model, criterion, images, labels, runtime, "backbone.layer2", 1.0)
-    fine_loss = criterion(fine.scores(images)["out"], labels[:, 2::4, 2::4])  # stride 4: centres at 4i + 2
+    centres = torch.arange(4, 33, 4).clamp(max=31)  # pixel p of the stride-4 map stands for 4p + 3.5
+    fine_loss = criterion(fine.scores(images)["out"], labels[:, centres[:, None], centres])
     fine_loss.backward()
     assert loss == pytest.approx(fine_loss.item(), rel=1e-9)
     for (name, p), q in zip(model.named_parameters(), fine.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-10, msg=name)
 
 
-def test_label_phase_samples_the_centres_of_the_pass_pixels():
+def test_label_phase_samples_where_the_pass_pixels_stand():
+    """Pixel i of a stride-8 map stands for 8i + 3.5 (how ctxseg.model.upsample places it);
+    pass (dy, dx) moves that by 4 px; the nearest pixel, rounding up, clamped at the edge."""
     labels = torch.arange(32 * 40).view(1, 32, 40)
     for dy, dx in SHIFTS:
         phase = label_phase(labels, 4, dy, dx, (4, 5))
         rows, cols = phase // 40, phase % 40
-        assert rows[0, :, 0].tolist() == [8 * i + 4 * dy + 2 for i in range(4)]
-        assert cols[0, 0].tolist() == [8 * j + 4 * dx + 2 for j in range(5)]
+        assert rows[0, :, 0].tolist() == [min(8 * i + 4 * dy + 4, 31) for i in range(4)]
+        assert cols[0, 0].tolist() == [min(8 * j + 4 * dx + 4, 39) for j in range(5)]
 
 
 def test_interleave_puts_each_pass_on_its_phase():
@@ -148,10 +151,23 @@ def test_an_aux_head_before_the_shifted_layer_is_refused(tmp_path, tiny_spec_fil
         train(load_spec(tiny_spec_file), tmp_path / "aux", progress=False)
 
 
-def test_simulation_runs_on_the_score_maps_not_the_upsampled_output():
+def test_the_finer_map_is_upsampled_to_where_its_pixels_stand():
+    """A map of stride 4 whose value is its column index p: at input column x the
+    upsampled value is (x - 3.5) / 4, i.e. pixel p stands for 4p + 3.5, as the coarse
+    network's pixel i stands for 8i + 3.5 (edges clamped)."""
+    scores = torch.arange(8, dtype=torch.float64).expand(1, 1, 6, 8)
+    out = upsample_finer(scores, (24, 32), 4)[0, 0]
+    columns = torch.arange(32, dtype=torch.float64)
+    torch.testing.assert_close(out[3], ((columns - 3.5) / 4).clamp(0, 7))
+    coarse = torch.arange(4, dtype=torch.float64).expand(1, 1, 3, 4)
+    torch.testing.assert_close(F.interpolate(coarse, size=(24, 32), mode="bilinear")[0, 0, 3, 4:28:4] * 2,
+                               out[3, 4:28:4])  # the same place as upsampling the stride-8 map
+
+
+def test_simulated_forward_is_the_finer_map_upsampled():
     model = _model(18, 8).eval()
-    images = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    images = torch.randn(1, 3, 32, 40, dtype=torch.float64)
+    simulated = Simulated(model, "backbone.layer2")
     with torch.no_grad():
-        scores = Simulated(model, "backbone.layer2").scores(images)["out"]
-        out = Simulated(model, "backbone.layer2")(images)["out"]
-    torch.testing.assert_close(out, F.interpolate(scores, size=(32, 32), mode="bilinear", align_corners=False))
+        torch.testing.assert_close(simulated(images)["out"],
+                                   upsample_finer(simulated.scores(images)["out"], (32, 40), 4))
