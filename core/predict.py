@@ -10,29 +10,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
-from torchvision.transforms.v2.functional import pil_to_tensor
 from tqdm import tqdm
 
 from ctxseg.data.pipeline import EvalTransform
-from ctxseg.errors import DataError
+from ctxseg.data.samples import read_image
 from ctxseg.evaluate import predict_scores
 from ctxseg.runtime import Runtime
 from ctxseg.visualize import colorize, overlay, save_png
 from ctxseg.weights import load_model
 
-__all__ = ["predict", "read_image"]
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """An image file as ``(3, H, W)`` uint8 RGB; DataError naming the file if unreadable."""
-    try:
-        with Image.open(path) as image:
-            return pil_to_tensor(image.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{path}: not a readable image ({error})") from None
+__all__ = ["predict"]
 
 
 def predict(weights: Path, images: Sequence[Path], out: Path, *, progress: bool = True) -> list[Path]:
