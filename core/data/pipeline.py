@@ -7,8 +7,10 @@ sample's augmentation draws from its own seed.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,7 +21,7 @@ from torchvision.transforms import v2
 from ctxseg.interfaces import SegmentationDataset
 from ctxseg.spec import DataSpec
 
-__all__ = ["EvalTransform", "TrainTransform", "train_loader"]
+__all__ = ["EvalTransform", "RandomScale", "TrainTransform", "train_loader"]
 
 
 class EvalTransform:
@@ -32,32 +34,55 @@ class EvalTransform:
         return self.normalize(tv_tensors.Image(image)).as_subclass(Tensor), mask
 
 
-class TrainTransform(EvalTransform):
-    """Random resize, crop (padding the image with its mean, the mask with ignore), mirror.
+class RandomScale(v2.Transform):
+    """Resize by a factor drawn uniformly from ``[low, high]``, keeping the aspect ratio.
 
-    Masks are always resampled with nearest neighbour (torchvision does so for
-    ``tv_tensors.Mask``), so no label is ever interpolated.
+    PSPNet's "random resize between 0.5 and 2" (Sec. 5.1): relative to the image, unlike
+    torchvision's ``RandomResize`` (absolute sizes) and ``ScaleJitter`` (relative to a
+    target size). Images are resampled bilinearly (antialiased), masks by nearest neighbour.
+    """
+
+    def __init__(self, low: float, high: float):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.functional.get_size(next(i for i in flat_inputs if isinstance(i, tv_tensors.TVTensor)))
+        s = self.low + (self.high - self.low) * torch.rand(()).item()
+        return {"size": [max(1, round(s * height)), max(1, round(s * width))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(v2.functional.resize, inpt, params["size"], antialias=True)
+
+
+class TrainTransform(EvalTransform):
+    """The spec's training augmentation (see :class:`~ctxseg.spec.DataSpec`), then normalization.
+
+    ``augment`` is a torchvision ``v2`` pipeline over ``tv_tensors.Image`` and
+    ``tv_tensors.Mask``: one draw of parameters moves every input it is given alike, and
+    masks are always resampled with nearest neighbour, so no label is ever interpolated.
     """
 
     def __init__(self, spec: DataSpec, ignore_index: int):
         super().__init__(spec)
-        self.scale = spec.scale
-        steps = []
+        fill = {tv_tensors.Image: [round(255 * m) for m in spec.mean], tv_tensors.Mask: ignore_index}
+        steps: list[v2.Transform] = []
+        if spec.scale != (1.0, 1.0):
+            steps.append(RandomScale(*spec.scale))
+        if spec.rotate != (0.0, 0.0):
+            steps.append(v2.RandomRotation(spec.rotate, interpolation=v2.InterpolationMode.BILINEAR, fill=fill))
         if spec.crop_size:
-            fill = {tv_tensors.Image: [round(255 * m) for m in spec.mean], tv_tensors.Mask: ignore_index}
             steps.append(v2.RandomCrop(spec.crop_size, pad_if_needed=True, fill=fill))
         if spec.flip:
             steps.append(v2.RandomHorizontalFlip())
-        self.geometry = v2.Compose(steps)
+        if spec.blur:
+            # after the crop: blurring a 512-pixel crop is cheaper than the whole resized image
+            kernel = 2 * math.ceil(3 * spec.blur_sigma[1]) + 1  # +-3 sigma
+            steps.append(v2.RandomApply([v2.GaussianBlur(kernel, spec.blur_sigma)], p=spec.blur))
+        self.augment = v2.Compose(steps or [v2.Identity()])
 
     def __call__(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
-        low, high = self.scale
-        if (low, high) != (1.0, 1.0):
-            s = low + (high - low) * torch.rand(()).item()
-            size = [max(1, round(s * image.shape[-2])), max(1, round(s * image.shape[-1]))]
-            image, mask = v2.functional.resize(image, size), v2.functional.resize(mask, size)
-        image, mask = self.geometry(image, mask)
+        image, mask = self.augment(tv_tensors.Image(image), tv_tensors.Mask(mask))
         return super().__call__(image, mask.as_subclass(Tensor))
 
 
