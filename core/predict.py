@@ -1,7 +1,9 @@
 """``ctxseg predict``: label images with a weights file alone (no spec needed).
 
-For every image ``<stem>.<ext>`` it writes ``<stem>.png``, a palette PNG of class
-indices (viewable, and readable as labels), and ``<stem>_overlay.png``.
+For every image ``<stem>.<ext>`` it writes ``<stem>.png``, by default a palette PNG of
+class indices (viewable, and readable as labels) and ``<stem>_overlay.png``; or the
+prediction format of a benchmark's official evaluation that the weights' dataset
+offers (``--format voc``, ``--format cityscapes`` with ctxseg-datasets).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from tqdm import tqdm
 
 from ctxseg.data.pipeline import EvalTransform
 from ctxseg.data.samples import read_image
+from ctxseg.errors import CtxsegError
 from ctxseg.evaluate import predict_scores
 from ctxseg.runtime import Runtime
 from ctxseg.visualize import colorize, overlay, save_png
@@ -22,9 +25,21 @@ from ctxseg.weights import load_model
 __all__ = ["predict"]
 
 
-def predict(weights: Path, images: Sequence[Path], out: Path, *, progress: bool = True) -> list[Path]:
-    """Write a palette mask and an overlay per image into ``out``; return the mask paths."""
+def predict(weights: Path, images: Sequence[Path], out: Path, *, format: str = "palette",
+            progress: bool = True) -> list[Path]:
+    """Write a mask per image into ``out`` in ``format``; return the mask paths.
+
+    ``palette`` (always available) writes ``<stem>.png`` in the model's class colours and
+    ``<stem>_overlay.png``; any other format is one the weights' dataset offers
+    (:meth:`~ctxseg.interfaces.SegmentationDataset.output_formats`), written alone as
+    ``<stem>.png`` so that a benchmark's evaluation finds exactly one file per image.
+    """
     model, spec, info = load_model(weights)
+    formats = spec.data.dataset.load().output_formats()
+    if format != "palette" and format not in formats:
+        offered = ", ".join(["palette", *formats])
+        raise CtxsegError(f"{weights}: unknown prediction format {format!r} for its dataset "
+                          f"{spec.data.dataset.name!r} (offered: {offered})")
     runtime = Runtime(spec.run, f"{weights} (embedded spec)")
     model = runtime.model(model)
     transform = EvalTransform(spec.data)
@@ -32,7 +47,10 @@ def predict(weights: Path, images: Sequence[Path], out: Path, *, progress: bool 
     for path in tqdm(images, desc="predict", disable=not progress):
         image = read_image(path)
         prediction = predict_scores(model, transform(image, None)[0], runtime).argmax(0).cpu()
-        save_png(colorize(prediction, info.palette), out / f"{path.stem}.png")
-        save_png(overlay(image, prediction, info.palette), out / f"{path.stem}_overlay.png")
+        if format == "palette":
+            save_png(colorize(prediction, info.palette), out / f"{path.stem}.png")
+            save_png(overlay(image, prediction, info.palette), out / f"{path.stem}_overlay.png")
+        else:
+            save_png(formats[format](prediction), out / f"{path.stem}.png")
         written.append(out / f"{path.stem}.png")
     return written
