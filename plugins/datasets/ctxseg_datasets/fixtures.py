@@ -62,7 +62,7 @@ def _palette_png(values: np.ndarray, palette: Sequence[tuple[int, int, int]]) ->
 
 
 def write_voc2012(root: Path, splits: Mapping[str, Sequence[str]], size: tuple[int, int] = (24, 32),
-                  seed: int = 0) -> Path:
+                  seed: int = 0, block: int = 4) -> Path:
     """``root/VOCdevkit/VOC2012``: JPEGImages, SegmentationClass (palette PNG, 255 borders), ImageSets.
 
     ``splits`` maps list names (train, val) to image ids; trainval is their union.
@@ -70,7 +70,7 @@ def write_voc2012(root: Path, splits: Mapping[str, Sequence[str]], size: tuple[i
     base = Path(root) / "VOCdevkit" / "VOC2012"
     ids = sorted({i for names in splits.values() for i in names})
     for n, image_id in enumerate(ids):
-        image, labels = scene(seed * 100_003 + n, size, len(voc.CLASSES))
+        image, labels = scene(seed * 100_003 + n, size, len(voc.CLASSES), block)
         borders = torch.zeros_like(labels, dtype=torch.bool)  # VOC's void outline around objects
         borders[:, 1:] |= labels[:, 1:] != labels[:, :-1]
         _save(_rgb(image), base / "JPEGImages" / f"{image_id}.jpg", quality=95)
@@ -165,7 +165,7 @@ def write_ade20k(root: Path, counts: Mapping[str, int], size: tuple[int, int] = 
 
 
 def write_cityscapes(root: Path, cities: Mapping[str, Mapping[str, int]], size: tuple[int, int] = (16, 32),
-                     seed: int = 0) -> Path:
+                     seed: int = 0, block: int = 4) -> Path:
     """``root``: leftImg8bit/<split>/<city>/*_leftImg8bit.png, gtFine/<split>/<city>/*_gtFine_{labelIds,instanceIds,color}.png.
 
     ``cities`` maps a split to ``{city: number of images}``. Labels use the 19 scored
@@ -178,7 +178,7 @@ def write_cityscapes(root: Path, cities: Mapping[str, Mapping[str, int]], size: 
     for split, counts in cities.items():
         for city, count in counts.items():
             for frame in range(count):
-                image, labels = scene(seed * 100_003 + n, size, len(cityscapes.CLASSES) + 1)
+                image, labels = scene(seed * 100_003 + n, size, len(cityscapes.CLASSES) + 1, block)
                 n += 1
                 ids = label_ids[labels.clamp(max=len(label_ids) - 1)]
                 unscored = labels == len(label_ids)  # the extra class: an ignored labelId
