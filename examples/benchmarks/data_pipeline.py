@@ -65,7 +65,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=6, help="timed batches per worker count")
     parser.add_argument("--crop", type=int, default=512)
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of the main process (default 1, as in each loader worker; 0: torch's default)")
+                        help="torch threads of the main process (default 1, as in each loader worker; "
+                             "0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

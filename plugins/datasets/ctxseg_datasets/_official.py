@@ -8,15 +8,55 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
+import attrs
 import numpy as np
 import scipy.io
 import torch
 from torch import Tensor
 
+from ctxseg.data.samples import FileDataset
 from ctxseg.errors import DataError
 
-__all__ = ["find_dir", "label_table", "load_mat_labels", "read_list", "require_files", "split_key", "voc_colormap"]
+__all__ = ["OfficialConfig", "OfficialDataset", "find_dir", "label_table", "load_mat_labels", "read_list",
+           "require_files", "split_key", "voc_colormap"]
+
+
+@attrs.define(frozen=True, kw_only=True)
+class OfficialConfig:
+    """The keys of every official-layout dataset; each dataset's ``Config`` adds its own.
+
+    :param root: the dataset's folder as unpacked from its archive (each dataset says which).
+    :param skip_bad: check every sample when opening a split and leave out (and count)
+        those with bad data instead of stopping at the first one.
+    """
+
+    root: str = attrs.field(validator=attrs.validators.instance_of(str))
+    skip_bad: bool = False
+
+
+class OfficialDataset(FileDataset):
+    """A benchmark in its official layout: a fixed class table, samples found in its folders."""
+
+    CLASSES: ClassVar[tuple[str, ...]]
+    PALETTE: ClassVar[tuple[tuple[int, int, int], ...]]
+
+    def __init__(self) -> None:
+        self.classes, self.palette = list(self.CLASSES), list(self.PALETTE)
+
+    @classmethod
+    def class_names(cls, config: Any) -> list[str]:
+        """The benchmark's classes, known without any data."""
+        return list(cls.CLASSES)
+
+    def open_split(self, images: Mapping[str, Path], labels: Mapping[str, Path], config: OfficialConfig,
+                   where: str) -> None:
+        """Check that each sample's image and label file exist, then record them in ``images``' order."""
+        require_files(images, "image")
+        require_files(labels, "label file")
+        ids = list(images)
+        self.set_samples(ids, [images[i] for i in ids], [labels[i] for i in ids], skip_bad=config.skip_bad, where=where)
 
 
 def voc_colormap(n: int) -> list[tuple[int, int, int]]:
@@ -52,7 +92,8 @@ def split_key(dataset: str, split: str, splits: Mapping[str, str]) -> str:
         return splits[split]
     if split in splits.values():
         return split
-    raise DataError(f"{dataset}: unknown split {split!r} (expected one of {', '.join(sorted(set(splits) | set(splits.values())))})")
+    known = ", ".join(sorted(set(splits) | set(splits.values())))
+    raise DataError(f"{dataset}: unknown split {split!r} (expected one of {known})")
 
 
 def read_list(path: Path) -> list[str]:
@@ -99,7 +140,8 @@ def load_mat_labels(path: Path, variable: str, field: str | None = None) -> Tens
         if value is None:
             raise DataError(f"{path}: {variable!r} has no field {field!r} (expected the label matrix {where})")
     array = np.asarray(value)
-    if array.ndim != 2 or array.dtype.kind not in "iuf" or (array.dtype.kind == "f" and not np.all(array == np.round(array))):
+    integral = array.dtype.kind in "iu" or (array.dtype.kind == "f" and np.all(array == np.round(array)))
+    if array.ndim != 2 or not integral:
         raise DataError(f"{path}: {where} must be a 2-D matrix of integer labels, "
                         f"got shape {array.shape} of {array.dtype}")
     return torch.from_numpy(array.astype(np.int64))

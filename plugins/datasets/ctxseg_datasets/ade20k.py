@@ -13,14 +13,13 @@ objects") is not scored by the benchmark, so it is ignored (255) and 1-150 becom
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import attrs
 from torch import Tensor
 
-from ctxseg.data.samples import FileDataset, map_labels, read_index_png
+from ctxseg.data.samples import map_labels, read_index_png
 from ctxseg.errors import DataError
-from ctxseg_datasets._official import find_dir, label_table, require_files, split_key, voc_colormap
+from ctxseg_datasets._official import OfficialConfig, OfficialDataset, find_dir, label_table, split_key, voc_colormap
 
 __all__ = ["ADE20K", "CLASSES", "PALETTE"]
 
@@ -42,40 +41,34 @@ CLASSES = (
     "ashcan", "fan", "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator", "glass",
     "clock", "flag",
 )
-PALETTE = tuple(voc_colormap(len(CLASSES) + 1)[1:])  # VOC's colour map from 1 (the official color150.mat is not shipped)
+# VOC's colour map from 1 (the devkit's color150.mat is not reproduced here)
+PALETTE = tuple(voc_colormap(len(CLASSES) + 1)[1:])
 # PNG value -> class index: 0 -> ignore, 1..150 -> 0..149.
 TABLE = label_table([(0, 255), *((k, k - 1) for k in range(1, len(CLASSES) + 1))], 256)
 
 
-class ADE20K(FileDataset):
+class ADE20K(OfficialDataset):
     """ADE20K SceneParsing, 150 classes; train = ``training``, val = ``validation``."""
 
+    CLASSES, PALETTE = CLASSES, PALETTE
+
     @attrs.define(frozen=True, kw_only=True)
-    class Config:
+    class Config(OfficialConfig):
         """:param root: the ``ADEChallengeData2016`` folder.
-        :param skip_bad: check every sample when opening a split and leave out (and
-            count) those with bad data instead of stopping at the first one.
         """
 
-        root: str = attrs.field(validator=attrs.validators.instance_of(str))
-        skip_bad: bool = False
 
     def __init__(self, config: Config, split: str):
-        self.classes, self.palette = list(CLASSES), list(PALETTE)
+        super().__init__()
         root = find_dir(config.root, "ADEChallengeData2016 with images/ and annotations/")
         name = split_key("datasets.ade20k", split, {"train": "training", "val": "validation"})
         image_dir = find_dir(root / "images" / name, f"the {name} images, ADE_*.jpg")
         ids = sorted(p.stem for p in image_dir.glob("*.jpg"))
         if not ids:
             raise DataError(f"{image_dir}: no images (*.jpg) found")
+        images = {i: image_dir / f"{i}.jpg" for i in ids}
         labels = {i: root / "annotations" / name / f"{i}.png" for i in ids}
-        require_files(labels, "annotation")
-        self.set_samples(ids, [image_dir / f"{i}.jpg" for i in ids], [labels[i] for i in ids],
-                         skip_bad=config.skip_bad, where=f"{root} ({name})")
-
-    @classmethod
-    def class_names(cls, config: Any) -> list[str]:
-        return list(CLASSES)
+        self.open_split(images, labels, config, where=f"{root} ({name})")
 
     def read_label(self, path: Path) -> Tensor:
         return map_labels(read_index_png(path), TABLE, path, "ADE20K labels 0-150")

@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ctxseg.data.samples import FileDataset, map_labels, read_index_png
+from ctxseg.data.samples import map_labels, read_index_png
 from ctxseg.errors import DataError
-from ctxseg_datasets._official import find_dir, label_table, require_files, split_key
+from ctxseg_datasets._official import OfficialConfig, OfficialDataset, find_dir, label_table, split_key
 
 __all__ = ["CLASSES", "LABEL_IDS", "PALETTE", "Cityscapes", "labelid_png"]
 
@@ -47,21 +47,19 @@ TABLE = label_table([(i, LABEL_IDS.index(i) if i in LABEL_IDS else 255) for i in
 _SUFFIX = "_leftImg8bit"
 
 
-class Cityscapes(FileDataset):
+class Cityscapes(OfficialDataset):
     """Cityscapes fine annotations, the 19 evaluated classes; splits train, val (and test)."""
 
+    CLASSES, PALETTE = CLASSES, PALETTE
+
     @attrs.define(frozen=True, kw_only=True)
-    class Config:
+    class Config(OfficialConfig):
         """:param root: the folder holding ``leftImg8bit`` and ``gtFine`` (``$CITYSCAPES_DATASET``).
-        :param skip_bad: check every sample when opening a split and leave out (and
-            count) those with bad data instead of stopping at the first one.
         """
 
-        root: str = attrs.field(validator=attrs.validators.instance_of(str))
-        skip_bad: bool = False
 
     def __init__(self, config: Config, split: str):
-        self.classes, self.palette = list(CLASSES), list(PALETTE)
+        super().__init__()
         root = find_dir(config.root, "the Cityscapes folder with leftImg8bit/ and gtFine/")
         name = split_key("datasets.cityscapes", split, {"train": "train", "val": "val", "test": "test"})
         image_dir = find_dir(root / "leftImg8bit" / name, f"leftImg8bit/{name}/<city>/*{_SUFFIX}.png")
@@ -70,14 +68,7 @@ class Cityscapes(FileDataset):
             raise DataError(f"{image_dir}: no images (<city>/<city>_<seq>_<frame>{_SUFFIX}.png) found")
         labels = {stem: root / "gtFine" / name / path.parent.name / f"{stem}_gtFine_labelIds.png"
                   for stem, path in images.items()}
-        require_files(labels, "gtFine labelIds")
-        ids = list(images)
-        self.set_samples(ids, [images[i] for i in ids], [labels[i] for i in ids],
-                         skip_bad=config.skip_bad, where=f"{root} ({name})")
-
-    @classmethod
-    def class_names(cls, config: Any) -> list[str]:
-        return list(CLASSES)
+        self.open_split(images, labels, config, where=f"{root} ({name})")
 
     @classmethod
     def output_formats(cls) -> dict[str, Any]:

@@ -143,7 +143,8 @@ def write_siftflow(root: Path, names: Sequence[str], size: tuple[int, int] = (16
         image, labels = scene(seed * 100_003 + n, size, len(siftflow.CLASSES) + 1)  # class 0: unlabelled
         _save(_rgb(image), base / "Images" / siftflow.FOLDER / f"{name}.jpg", quality=95)
         (base / "SemanticLabels" / siftflow.FOLDER).mkdir(parents=True, exist_ok=True)
-        scipy.io.savemat(base / "SemanticLabels" / siftflow.FOLDER / f"{name}.mat", {"S": labels.numpy().astype(np.int16)})
+        scipy.io.savemat(base / "SemanticLabels" / siftflow.FOLDER / f"{name}.mat",
+                         {"S": labels.numpy().astype(np.int16)})
     return base
 
 
@@ -160,13 +161,15 @@ def write_ade20k(root: Path, counts: Mapping[str, int], size: tuple[int, int] = 
                                   len(ade20k.CLASSES) + 1)  # class 0: "other", not scored
             stem = f"ADE_{short}_{n + 1:08d}"
             _save(_rgb(image), base / "images" / split / f"{stem}.jpg", quality=95)
-            _save(Image.fromarray(labels.numpy().astype(np.uint8), mode="L"), base / "annotations" / split / f"{stem}.png")
+            _save(Image.fromarray(labels.numpy().astype(np.uint8), mode="L"),
+                  base / "annotations" / split / f"{stem}.png")
     return base
 
 
 def write_cityscapes(root: Path, cities: Mapping[str, Mapping[str, int]], size: tuple[int, int] = (16, 32),
                      seed: int = 0, block: int = 4) -> Path:
-    """``root``: leftImg8bit/<split>/<city>/*_leftImg8bit.png, gtFine/<split>/<city>/*_gtFine_{labelIds,instanceIds,color}.png.
+    """``root``: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` and
+    ``gtFine/<split>/<city>/*_gtFine_{labelIds,instanceIds,color}.png``.
 
     ``cities`` maps a split to ``{city: number of images}``. Labels use the 19 scored
     labelIds and, for about one block in 20, labelIds the benchmark ignores.

@@ -19,14 +19,14 @@ every pixel. ``ignore_index`` 255 never occurs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import attrs
 from torch import Tensor
 
-from ctxseg.data.samples import FileDataset, map_labels
+from ctxseg.data.samples import map_labels
 from ctxseg.errors import DataError
-from ctxseg_datasets._official import find_dir, label_table, load_mat_labels, read_list, require_files, split_key, voc_colormap
+from ctxseg_datasets._official import (OfficialConfig, OfficialDataset, find_dir, label_table, load_mat_labels,
+                                       read_list, split_key, voc_colormap)
 
 __all__ = ["CLASSES", "PALETTE", "PascalContext", "read_labels_txt"]
 
@@ -71,23 +71,21 @@ def context_table(labels: dict[int, str], path: Path) -> Tensor:
     return label_table([(key, index.get(key, 0)) for key in (0, *labels)], max(labels) + 1)
 
 
-class PascalContext(FileDataset):
+class PascalContext(OfficialDataset):
     """PASCAL-Context, 59 classes + background (60), on the VOC 2010 train/val split."""
 
+    CLASSES, PALETTE = CLASSES, PALETTE
+
     @attrs.define(frozen=True, kw_only=True)
-    class Config:
+    class Config(OfficialConfig):
         """:param root: the ``VOCdevkit/VOC2010`` folder (JPEGImages, ImageSets/Main).
         :param annotations: the folder of the extracted annotations: ``trainval/*.mat`` and ``labels.txt``.
-        :param skip_bad: check every sample when opening a split and leave out (and
-            count) those with bad data instead of stopping at the first one.
         """
 
-        root: str = attrs.field(validator=attrs.validators.instance_of(str))
         annotations: str = attrs.field(validator=attrs.validators.instance_of(str))
-        skip_bad: bool = False
 
     def __init__(self, config: Config, split: str):
-        self.classes, self.palette = list(CLASSES), list(PALETTE)
+        super().__init__()
         root = find_dir(config.root, "VOCdevkit/VOC2010 with JPEGImages and ImageSets/Main")
         annotations = find_dir(config.annotations, "PASCAL-Context's trainval/*.mat and labels.txt")
         name = split_key("datasets.pascal_context", split, {"train": "train", "val": "val"})
@@ -95,14 +93,7 @@ class PascalContext(FileDataset):
         ids = read_list(root / "ImageSets" / "Main" / f"{name}.txt")
         images = {i: root / "JPEGImages" / f"{i}.jpg" for i in ids}
         labels = {i: annotations / "trainval" / f"{i}.mat" for i in ids}
-        require_files(images, "image")
-        require_files(labels, "label file")
-        self.set_samples(ids, [images[i] for i in ids], [labels[i] for i in ids],
-                         skip_bad=config.skip_bad, where=f"{root} ({name})")
-
-    @classmethod
-    def class_names(cls, config: Any) -> list[str]:
-        return list(CLASSES)
+        self.open_split(images, labels, config, where=f"{root} ({name})")
 
     def read_label(self, path: Path) -> Tensor:
         return map_labels(load_mat_labels(path, "LabelMap"), self.table, path,

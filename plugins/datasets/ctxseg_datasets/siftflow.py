@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import attrs
 from torch import Tensor
 
-from ctxseg.data.samples import FileDataset, map_labels
+from ctxseg.data.samples import map_labels
 from ctxseg.errors import DataError
-from ctxseg_datasets._official import find_dir, label_table, load_mat_labels, read_list, require_files, split_key, voc_colormap
+from ctxseg_datasets._official import (OfficialConfig, OfficialDataset, find_dir, label_table, load_mat_labels,
+                                       read_list, split_key, voc_colormap)
 
 __all__ = ["CLASSES", "PALETTE", "SiftFlow", "standard_test_list"]
 
@@ -44,24 +44,22 @@ def standard_test_list() -> Path:
     return Path(str(resources.files("ctxseg_datasets") / "lists" / "siftflow_test.txt"))
 
 
-class SiftFlow(FileDataset):
+class SiftFlow(OfficialDataset):
     """SiftFlow's 33 semantic classes; train = every image not in the test list, val = the test list."""
 
+    CLASSES, PALETTE = CLASSES, PALETTE
+
     @attrs.define(frozen=True, kw_only=True)
-    class Config:
+    class Config(OfficialConfig):
         """:param root: the ``SiftFlow`` folder holding ``Images`` and ``SemanticLabels``.
         :param test_list: a file of test image names, one per line; empty means the
             standard 200 (shipped with ctxseg-datasets).
-        :param skip_bad: check every sample when opening a split and leave out (and
-            count) those with bad data instead of stopping at the first one.
         """
 
-        root: str = attrs.field(validator=attrs.validators.instance_of(str))
         test_list: str = ""
-        skip_bad: bool = False
 
     def __init__(self, config: Config, split: str):
-        self.classes, self.palette = list(CLASSES), list(PALETTE)
+        super().__init__()
         root = find_dir(config.root, f"SiftFlow with Images/{FOLDER} and SemanticLabels/{FOLDER}")
         name = split_key("datasets.siftflow", split, {"train": "train", "val": "test"})
         image_dir = find_dir(root / "Images" / FOLDER, "the SiftFlow images, <name>.jpg")
@@ -75,13 +73,7 @@ class SiftFlow(FileDataset):
         ids = sorted(test) if name == "test" else sorted(set(every) - set(test))
         images = {i: image_dir / f"{i}.jpg" for i in ids}
         labels = {i: root / "SemanticLabels" / FOLDER / f"{i}.mat" for i in ids}
-        require_files(labels, "label file")
-        self.set_samples(ids, [images[i] for i in ids], [labels[i] for i in ids],
-                         skip_bad=config.skip_bad, where=f"{root} ({name})")
-
-    @classmethod
-    def class_names(cls, config: Any) -> list[str]:
-        return list(CLASSES)
+        self.open_split(images, labels, config, where=f"{root} ({name})")
 
     def read_label(self, path: Path) -> Tensor:
         return map_labels(load_mat_labels(path, "S"), TABLE, path, "SiftFlow labels 0-33")

@@ -26,10 +26,11 @@ from typing import Any
 import attrs
 from torch import Tensor
 
-from ctxseg.data.samples import FileDataset, read_index_png
+from ctxseg.data.samples import read_index_png
 from ctxseg.errors import DataError
 from ctxseg.visualize import colorize
-from ctxseg_datasets._official import find_dir, load_mat_labels, read_list, require_files, split_key, voc_colormap
+from ctxseg_datasets._official import (OfficialConfig, OfficialDataset, find_dir, load_mat_labels, read_list, split_key,
+                                       voc_colormap)
 
 __all__ = ["CLASSES", "PALETTE", "VOC2012"]
 
@@ -50,28 +51,26 @@ def train_aug_ids(voc_train: list[str], voc_val: list[str], sbd_train: list[str]
     return sorted((set(sbd_train) | set(sbd_val) | set(voc_train)) - set(voc_val))
 
 
-class VOC2012(FileDataset):
+class VOC2012(OfficialDataset):
     """PASCAL VOC 2012: 20 object classes and background; 255 (object borders, void) is ignored."""
 
+    CLASSES, PALETTE = CLASSES, PALETTE
+
     @attrs.define(frozen=True, kw_only=True)
-    class Config:
+    class Config(OfficialConfig):
         """:param root: the ``VOCdevkit/VOC2012`` folder.
         :param sbd: SBD's ``benchmark_RELEASE`` folder (or its ``dataset`` folder); needed for ``train_aug``.
         :param train: the split trained on: ``train_aug`` (the papers') or an
             ``ImageSets/Segmentation`` list (``train``, ``trainval``).
         :param val: the split evaluated on (``val``).
-        :param skip_bad: check every sample when opening a split and leave out (and
-            count) those with bad data instead of stopping at the first one.
         """
 
-        root: str = attrs.field(validator=attrs.validators.instance_of(str))
         sbd: str = ""
         train: str = TRAIN_AUG
         val: str = "val"
-        skip_bad: bool = False
 
     def __init__(self, config: Config, split: str):
-        self.classes, self.palette = list(CLASSES), list(PALETTE)
+        super().__init__()
         root = find_dir(config.root, "VOCdevkit/VOC2012 with JPEGImages, SegmentationClass, ImageSets/Segmentation")
         lists = root / "ImageSets" / "Segmentation"
         named = {p.stem: p.stem for p in lists.glob("*.txt")} | {TRAIN_AUG: TRAIN_AUG}
@@ -89,14 +88,7 @@ class VOC2012(FileDataset):
             ids = read_list(lists / f"{name}.txt")
             labels = {i: root / "SegmentationClass" / f"{i}.png" for i in ids}
             images = {i: root / "JPEGImages" / f"{i}.jpg" for i in ids}
-        require_files(images, "image")
-        require_files(labels, "label file")
-        self.set_samples(ids, [images[i] for i in ids], [labels[i] for i in ids],
-                         skip_bad=config.skip_bad, where=f"{root} ({name})")
-
-    @classmethod
-    def class_names(cls, config: Any) -> list[str]:
-        return list(CLASSES)
+        self.open_split(images, labels, config, where=f"{root} ({name})")
 
     @classmethod
     def output_formats(cls) -> dict[str, Any]:
