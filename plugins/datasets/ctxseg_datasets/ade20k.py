@@ -54,9 +54,7 @@ class ADE20K(OfficialDataset):
 
     @attrs.define(frozen=True, kw_only=True)
     class Config(OfficialConfig):
-        """:param root: the ``ADEChallengeData2016`` folder.
-        """
-
+        """:param root: the ``ADEChallengeData2016`` folder."""
 
     def __init__(self, config: Config, split: str):
         super().__init__()

@@ -54,9 +54,7 @@ class Cityscapes(OfficialDataset):
 
     @attrs.define(frozen=True, kw_only=True)
     class Config(OfficialConfig):
-        """:param root: the folder holding ``leftImg8bit`` and ``gtFine`` (``$CITYSCAPES_DATASET``).
-        """
-
+        """:param root: the folder holding ``leftImg8bit`` and ``gtFine`` (``$CITYSCAPES_DATASET``)."""
 
     def __init__(self, config: Config, split: str):
         super().__init__()
