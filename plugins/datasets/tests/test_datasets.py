@@ -245,3 +245,12 @@ def test_cityscapes_label_ids_to_train_ids(tmp_path: Path) -> None:
         assert (mask[raw == label_id] == train_id).all()
     unscored = ~torch.isin(raw, torch.tensor(cityscapes.LABEL_IDS))
     assert unscored.any() and (mask[unscored] == 255).all()
+
+
+def test_siftflow_standard_split(tmp_path: Path) -> None:
+    """With the shipped list, val is its 200 images and train every other image (2,488 of the real 2,688)."""
+    standard = siftflow.standard_test_list().read_text().split()
+    root = fixtures.write_siftflow(tmp_path, [*standard, "coast_arnat1", "street_a1"], size=(4, 4))
+    config = siftflow.SiftFlow.Config(root=str(root))
+    assert siftflow.SiftFlow(config, "val").names == sorted(standard)
+    assert siftflow.SiftFlow(config, "train").names == ["coast_arnat1", "street_a1"]
