@@ -157,7 +157,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="DIR")
     s.add_argument("--format", default="palette", metavar="FORMAT",
                    help="palette (class colours, plus overlays; default), or a benchmark's own format that "
-                        "the weights' dataset offers: voc (VOC palette PNGs), cityscapes (labelId PNGs)")
+                        "the weights' dataset offers: voc (VOC palette PNGs), cityscapes (labelId PNGs), "
+                        "ade20k (label PNGs, 1-150)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(run=_predict)
     return p

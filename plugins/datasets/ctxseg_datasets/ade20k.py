@@ -7,21 +7,25 @@ Read as distributed (``ADEChallengeData2016.zip``)::
 
 150 classes (objectInfo150's names, the first synonym of each). Label 0 ("other
 objects") is not scored by the benchmark, so it is ignored (255) and 1-150 become
-0-149, as in PSPNet's ADE20K experiments (Sec. 5.2).
+0-149, as in PSPNet's ADE20K experiments (Sec. 5.2). ``ctxseg predict --format
+ade20k`` writes predictions as the benchmark's annotations are (grayscale PNGs, 1-150).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import attrs
+import torch
+from PIL import Image
 from torch import Tensor
 
 from ctxseg.data.samples import map_labels, read_index_png
 from ctxseg.errors import DataError
 from ctxseg_datasets._official import OfficialConfig, OfficialDataset, find_dir, label_table, split_key, voc_colormap
 
-__all__ = ["ADE20K", "CLASSES", "PALETTE"]
+__all__ = ["ADE20K", "CLASSES", "PALETTE", "annotation_png"]
 
 CLASSES = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
@@ -68,5 +72,14 @@ class ADE20K(OfficialDataset):
         labels = {i: root / "annotations" / name / f"{i}.png" for i in ids}
         self.open_split(images, labels, config, where=f"{root} ({name})")
 
+    @classmethod
+    def output_formats(cls) -> dict[str, Any]:
+        return {"ade20k": annotation_png}
+
     def read_label(self, path: Path) -> Tensor:
         return map_labels(read_index_png(path), TABLE, path, "ADE20K labels 0-150")
+
+
+def annotation_png(prediction: Tensor) -> Image.Image:
+    """A prediction as the benchmark's annotations are stored: a grayscale PNG of labels 1-150."""
+    return Image.fromarray((prediction.cpu() + 1).to(torch.uint8).numpy(), mode="L")

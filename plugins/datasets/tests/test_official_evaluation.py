@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ctxseg.cli import main
-from ctxseg_datasets import cityscapes, fixtures, voc
+from ctxseg_datasets import ade20k, cityscapes, fixtures, voc
 from ctxseg_datasets._official import voc_colormap
 
 SPEC = """
@@ -114,3 +115,14 @@ def test_a_format_the_dataset_does_not_offer(tmp_path: Path, capsys) -> None:
                  "--format", "cityscapes"]) == 2
     assert capsys.readouterr().err == (f"ctxseg: error: {weights}: unknown prediction format 'cityscapes' for its "
                                        "dataset 'datasets.voc2012' (offered: palette, voc)\n")
+
+
+def test_ade20k_predictions_read_back_as_annotations(tmp_path: Path) -> None:
+    """ADE20K's format is its annotation format: read by the loader, a prediction is itself."""
+    prediction = torch.arange(150).repeat(2, 1)  # (2, 150), every class
+    image = ade20k.annotation_png(prediction)
+    assert image.mode == "L" and np.array(image).min() == 1 and np.array(image).max() == 150
+    root = fixtures.write_ade20k(tmp_path, {"training": 1, "validation": 1}, size=(2, 150))
+    image.save(root / "annotations" / "validation" / "ADE_val_00000001.png")
+    assert torch.equal(ade20k.ADE20K(ade20k.ADE20K.Config(root=str(root)), "val")[0][1], prediction)
+    assert ade20k.ADE20K.output_formats() == {"ade20k": ade20k.annotation_png}
