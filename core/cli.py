@@ -116,8 +116,10 @@ def _eval(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from ctxseg.predict import predict
 
-    written = predict(Path(args.weights), [Path(p) for p in args.images], Path(args.out), progress=not args.quiet)
-    print(f"wrote {len(written)} masks and overlays to {args.out}")
+    written = predict(Path(args.weights), [Path(p) for p in args.images], Path(args.out), format=args.format,
+                      progress=not args.quiet)
+    print(f"wrote {len(written)} masks{' and overlays' if args.format == 'palette' else ''} "
+          f"({args.format}) to {args.out}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -164,6 +166,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("weights", metavar="WEIGHTS")
     s.add_argument("images", nargs="+", metavar="IMAGE")
     s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--format", default="palette", metavar="FORMAT",
+                   help="palette (class colours, plus overlays; default), or a benchmark's own format that "
+                        "the weights' dataset offers: voc (VOC palette PNGs), cityscapes (labelId PNGs), "
+                        "ade20k (label PNGs, 1-150)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(run=_predict)
     return p

@@ -14,7 +14,7 @@ Shapes below: B batch, C channels, K classes, H x W the input image size.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -134,6 +134,15 @@ class SegmentationDataset(torch.utils.data.Dataset, abc.ABC):
     @abc.abstractmethod
     def class_names(cls, config: Any) -> list[str]:
         """The class names, known without reading any sample (``ctxseg inspect`` sizes models with it)."""
+
+    @classmethod
+    def output_formats(cls) -> dict[str, Callable[[Tensor], Any]]:
+        """Prediction file formats that the benchmark's own evaluation reads, by name.
+
+        Each turns a ``(H, W)`` int64 map of class indices into a PIL image, which
+        ``ctxseg predict --format NAME`` saves as ``<image stem>.png``. None by default.
+        """
+        return {}
 
     @abc.abstractmethod
     def __len__(self) -> int: ...

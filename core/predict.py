@@ -1,7 +1,9 @@
 """``ctxseg predict``: label images with a weights file alone (no spec needed).
 
-For every image ``<stem>.<ext>`` it writes ``<stem>.png``, a palette PNG of class
-indices (viewable, and readable as labels), and ``<stem>_overlay.png``.
+For every image ``<stem>.<ext>`` it writes ``<stem>.png``, by default a palette PNG of
+class indices (viewable, and readable as labels) and ``<stem>_overlay.png``; or the
+prediction format of a benchmark's official evaluation that the weights' dataset
+offers (``--format voc``, ``--format cityscapes`` with ctxseg-datasets).
 """
 
 from __future__ import annotations
@@ -9,36 +11,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-from PIL import Image, UnidentifiedImageError
-from torchvision.transforms.v2.functional import pil_to_tensor
 from tqdm import tqdm
 
 from ctxseg.data.pipeline import EvalTransform
-from ctxseg.errors import DataError
+from ctxseg.data.samples import read_image
+from ctxseg.errors import CtxsegError
 from ctxseg.evaluate import predict_scores
 from ctxseg.runtime import Runtime
 from ctxseg.simulate import for_inference
 from ctxseg.visualize import colorize, overlay, save_png
 from ctxseg.weights import load_model
 
-__all__ = ["predict", "read_image"]
+__all__ = ["predict"]
 
 
-def read_image(path: Path) -> torch.Tensor:
-    """An image file as ``(3, H, W)`` uint8 RGB; DataError naming the file if unreadable."""
-    try:
-        with Image.open(path) as image:
-            return pil_to_tensor(image.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{path}: not a readable image ({error})") from None
+def predict(weights: Path, images: Sequence[Path], out: Path, *, format: str = "palette",
+            progress: bool = True) -> list[Path]:
+    """Write a mask per image into ``out`` in ``format``; return the mask paths.
 
-
-def predict(weights: Path, images: Sequence[Path], out: Path, *, progress: bool = True) -> list[Path]:
-    """Write a palette mask and an overlay per image into ``out``; return the mask paths."""
+    ``palette`` (always available) writes ``<stem>.png`` in the model's class colours and
+    ``<stem>_overlay.png``; any other format is one the weights' dataset offers
+    (:meth:`~ctxseg.interfaces.SegmentationDataset.output_formats`), written alone as
+    ``<stem>.png`` so that a benchmark's evaluation finds exactly one file per image.
+    """
     model, spec, info = load_model(weights)
+    formats = spec.data.dataset.load().output_formats()
+    if format != "palette" and format not in formats:
+        offered = ", ".join(["palette", *formats])
+        raise CtxsegError(f"{weights}: unknown prediction format {format!r} for its dataset "
+                          f"{spec.data.dataset.name!r} (offered: {offered})")
     runtime = Runtime(spec.run, f"{weights} (embedded spec)")
     model = for_inference(runtime.model(model), spec.run, f"{weights} (embedded spec)")
     transform = EvalTransform(spec.data)
@@ -46,7 +47,10 @@ def predict(weights: Path, images: Sequence[Path], out: Path, *, progress: bool 
     for path in tqdm(images, desc="predict", disable=not progress):
         image = read_image(path)
         prediction = predict_scores(model, transform(image, None)[0], runtime).argmax(0).cpu()
-        save_png(colorize(prediction, info.palette), out / f"{path.stem}.png")
-        save_png(overlay(image, prediction, info.palette), out / f"{path.stem}_overlay.png")
+        if format == "palette":
+            save_png(colorize(prediction, info.palette), out / f"{path.stem}.png")
+            save_png(overlay(image, prediction, info.palette), out / f"{path.stem}_overlay.png")
+        else:
+            save_png(formats[format](prediction), out / f"{path.stem}.png")
         written.append(out / f"{path.stem}.png")
     return written

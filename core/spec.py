@@ -188,18 +188,47 @@ class ModelSpec:
     front end under a new context module); tensors it lacks keep their initialisation."""
 
 
+def _range(low: float, high: float | None = None):
+    """Validator of a ``[a, b]`` pair with ``low <= a <= b`` (``<= high`` if given)."""
+    bounds = f"{low} <= a <= b" + (f" <= {high}" if high is not None else "")
+
+    def check(instance: Any, attribute: attrs.Attribute, value: tuple[float, float]) -> None:
+        a, b = value
+        if not (low <= a <= b and (high is None or b <= high)):
+            raise ValueError(f"'{attribute.name}' must be [a, b] with {bounds}, got {list(value)}")
+    return check
+
+
 @attrs.frozen(kw_only=True)
 class DataSpec:
+    """The dataset, batching, and the training augmentation (PSPNet Sec. 5.1; FCRN Sec. 4.2).
+
+    Training samples go through, in this order: random resize (``scale``), random
+    rotation (``rotate``), random crop with padding (``crop_size``), random mirror
+    (``flip``), random Gaussian blur (``blur``), normalization (``mean``, ``std``).
+    Labels are always resampled with nearest neighbour; pixels brought in by
+    rotation or padding are the mean colour in the image and ignored in the mask.
+    Evaluation only normalizes. The defaults change nothing but the mirror.
+    """
+
     dataset: DatasetRef = _default(DatasetRef, "base.context_scenes")
     batch_size: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     crop_size: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     """Square training crop in pixels; 0 trains on whole images."""
-    scale: tuple[float, float] = (1.0, 1.0)
-    """Random resize range for training (PSPNet: 0.5 to 2)."""
+    scale: tuple[float, float] = attrs.field(default=(1.0, 1.0), validator=_range(0.01))
+    """Random resize range for training (PSPNet: 0.5 to 2; FCRN resizes too, range not given)."""
+    rotate: tuple[float, float] = attrs.field(default=(0.0, 0.0), validator=_range(-180.0, 180.0))
+    """Random rotation range in degrees for training (PSPNet on VOC and ImageNet: -10 to 10)."""
     flip: bool = True
     """Random horizontal mirror for training."""
+    blur: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
+    """Probability of a random Gaussian blur in training (PSPNet on VOC and ImageNet; the
+    paper gives no parameters, the authors' later PyTorch code blurs half of the images)."""
+    blur_sigma: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=_range(0.01))
+    """Range of the blur's standard deviation in pixels, drawn per image."""
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    """Normalization mean (RGB, in [0, 1]); also the colour of padding and rotation corners."""
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 

@@ -189,7 +189,7 @@ def test_unreadable_image(root: Path) -> None:
     (root / "train" / "images" / "b.png").write_bytes(b"not a png")
     dataset = _open(root)
     dataset[0]
-    with pytest.raises(DataError, match=rf"^{_e(root / 'train' / 'images' / 'b.png')}: cannot read image"):
+    with pytest.raises(DataError, match=rf"^{_e(root / 'train' / 'images' / 'b.png')}: not a readable image"):
         dataset[1]
 
 
@@ -235,3 +235,18 @@ def test_write_sample_rejects_bad_tensors(tmp_path: Path) -> None:
         write_sample(tmp_path, "train", "a", image, mask[:2], PALETTE)
     with pytest.raises(ValueError, match=r"\[0, 255\]"):
         write_sample(tmp_path, "train", "a", image, mask - 1, PALETTE)
+
+
+def test_skip_bad_leaves_out_and_counts_bad_samples(root: Path) -> None:
+    (root / "train" / "images" / "b.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match=rf"^{_e(root / 'train')}: skipped 1 of 2 samples with bad data "
+                                         rf"\(first: {_e(root / 'train' / 'images' / 'b.png')}: not a readable"):
+        dataset = FolderDataset(FolderDataset.Config(root=str(root), skip_bad=True), "train")
+    assert dataset.names == ["a"] and len(dataset.skipped) == 1
+    dataset[0]
+
+
+def test_skip_bad_with_nothing_left(root: Path) -> None:
+    (root / "val" / "images" / "c.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=rf"^{_e(root / 'val')}: every one of the 1 samples has bad data"):
+        FolderDataset(FolderDataset.Config(root=str(root), skip_bad=True), "val")

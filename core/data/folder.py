@@ -15,7 +15,9 @@ optional (default 255) and must not be a class index.
 Errors are :class:`~ctxseg.errors.DataError` naming the file: the folder layout,
 ``classes.json`` and the image/mask pairing are checked when the dataset is
 constructed (fail before training starts); the content of a sample (readable, sizes
-match, labels in range) when it is loaded, so opening a large dataset stays cheap.
+match, labels in range) when it is loaded, so opening a large dataset stays cheap;
+with ``skip_bad`` the content is checked up front and bad samples are left out and
+counted (:class:`~ctxseg.data.samples.FileDataset`).
 """
 
 from __future__ import annotations
@@ -28,30 +30,31 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from ctxseg.data.samples import IMAGE_SUFFIXES, FileDataset
 from ctxseg.errors import DataError
-from ctxseg.interfaces import SegmentationDataset
 
 __all__ = ["IMAGE_SUFFIXES", "FolderDataset", "write_classes", "write_sample"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Colour of the ignore index in written masks (as in PASCAL VOC), so it stands out.
 _IGNORE_COLOR = (224, 224, 192)
-_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-class FolderDataset(SegmentationDataset):
+class FolderDataset(FileDataset):
     """A dataset in the folder format above; samples are read from disk on access."""
 
     @attrs.define(frozen=True, kw_only=True)
     class Config:
-        """:param root: the folder holding ``classes.json`` and one folder per split."""
+        """:param root: the folder holding ``classes.json`` and one folder per split.
+        :param skip_bad: check every sample when opening the split and leave out (and
+            count) those with bad data instead of stopping at the first one.
+        """
 
         root: str = attrs.field(validator=attrs.validators.instance_of(str))
+        skip_bad: bool = False
 
     def __init__(self, config: Config, split: str):
         self.root = Path(config.root).expanduser()
@@ -68,32 +71,14 @@ class FolderDataset(SegmentationDataset):
         images = _list_files(split_dir / "images", IMAGE_SUFFIXES)
         masks = _list_files(split_dir / "masks", (".png",))
         _check_pairing(split_dir, images, masks)
-        self.names = sorted(images)
-        self._images = [images[name] for name in self.names]
-        self._masks = [masks[name] for name in self.names]
+        names = sorted(images)
+        self.set_samples(names, [images[n] for n in names], [masks[n] for n in names],
+                         skip_bad=config.skip_bad, where=str(split_dir))
 
     @classmethod
     def class_names(cls, config: Config) -> list[str]:
         """The class names in ``ROOT/classes.json``."""
         return _read_classes(Path(config.root).expanduser() / "classes.json")[0]
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image_path, mask_path = self._images[index], self._masks[index]
-        image = _read_image(image_path)  # (3, H, W) uint8
-        mask = _read_mask(mask_path)  # (H, W) int64
-        if image.shape[1:] != mask.shape:
-            raise DataError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} (width x height) "
-                            f"but its image {image_path} is {image.shape[2]}x{image.shape[1]}")
-        num_classes = len(self.classes)
-        if int(mask.max()) >= num_classes:
-            bad = [v for v in mask.unique().tolist() if v >= num_classes and v != self.ignore_index]
-            if bad:
-                raise DataError(f"{mask_path}: label values {bad} are neither class indices in "
-                                f"[0, {num_classes}) nor the ignore index {self.ignore_index}")
-        return image, mask
 
 
 def write_classes(root: str | os.PathLike[str], classes: Sequence[str],
@@ -215,26 +200,3 @@ def _check_pairing(split_dir: Path, images: dict[str, Path], masks: dict[str, Pa
             more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
             raise DataError(f"{split_dir}: {what}: {', '.join(shown[:10])}{more} "
                             f"(expected {where} for each)")
-
-
-def _read_image(path: Path) -> Tensor:
-    """An image file as a ``(3, H, W)`` uint8 RGB tensor."""
-    try:
-        with Image.open(path) as im:
-            rgb = np.array(im.convert("RGB"))
-    except _UNREADABLE as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
-    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
-
-
-def _read_mask(path: Path) -> Tensor:
-    """A mask file as an ``(H, W)`` int64 tensor of class indices."""
-    try:
-        with Image.open(path) as im:
-            if im.format != "PNG" or im.mode not in ("P", "L"):
-                raise DataError(f"{path}: expected an 8-bit single-channel PNG of class indices "
-                                f"(mode 'P' or 'L'), got a {im.format} image in mode {im.mode!r}")
-            indices = np.array(im)
-    except _UNREADABLE as e:
-        raise DataError(f"{path}: cannot read mask ({e})") from None
-    return torch.from_numpy(indices).long()

@@ -48,7 +48,7 @@ def test_front_end_spec_is_its_table_row(name: str) -> None:
         4096, 0.5, False)
     assert [ref.name for ref in spec.model.context][:1] == ["base.scores"]
     assert not spec.model.classifier.enabled
-    assert (spec.data.batch_size, spec.data.crop_size, spec.data.dataset.config.root) == (14, 512, "data/VOC2012")
+    assert (spec.data.batch_size, spec.data.crop_size, spec.data.dataset.config.root) == (14, 512, "data/VOCdevkit/VOC2012")
     optimizer = spec.optimizer.config
     assert (spec.optimizer.name, optimizer.lr, optimizer.momentum) == ("base.sgd", 1e-3, 0.9)  # Sec. 4 and 5
     assert spec.schedule.config.power == 0.0  # a fixed learning rate

@@ -72,7 +72,8 @@ def test_spec_is_its_table_row(name: str) -> None:
     # Sec. 4: SGD, batch 1, momentum 0.99, weight decay 5e-4; inputs padded to 512 x 512 (Sec. 4.1).
     assert (spec.data.batch_size, spec.data.crop_size, spec.data.flip) == (1, 512, True)
     assert (spec.optimizer.config.momentum, spec.optimizer.config.weight_decay) == (0.99, 5e-4)
-    assert (spec.data.dataset.name, spec.data.dataset.config.root) == ("base.folder", "data/VOC2012")
+    assert (spec.data.dataset.name, spec.data.dataset.config.root) == ("datasets.voc2012", "data/VOCdevkit/VOC2012")
+    assert spec.data.dataset.config.train == "train_aug"  # the 10,582 images with SBD's annotations (Sec. 4)
 
 
 def test_resnet50_gcn_rows_use_the_resnet_gcn_defaults() -> None:

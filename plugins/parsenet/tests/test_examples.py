@@ -61,8 +61,9 @@ def test_spec_is_its_table_row(name: str) -> None:
     assert spec.model.backbone.name == "parsenet.deeplab_vgg16"
     assert (b.output_stride, b.fc6_kernel, b.fc6_dilation, b.fc_channels, b.dropout) == (*backbone, 0.5)
     assert not spec.model.context
-    dataset = "data/PASCAL-Context" if backbone == FCN_32S else "data/VOC2012"
-    assert spec.data.dataset.config.root == dataset
+    dataset = (("datasets.pascal_context", "data/VOCdevkit/VOC2010") if backbone == FCN_32S
+               else ("datasets.voc2012", "data/VOCdevkit/VOC2012"))
+    assert (spec.data.dataset.name, spec.data.dataset.config.root) == dataset
     assert (spec.optimizer.config.momentum, spec.schedule.config.power, spec.run.steps) == (0.9, 0.9, 80_000)
     if inputs is None:
         assert spec.model.fusion is None and spec.model.classifier.dropout == 0.0
