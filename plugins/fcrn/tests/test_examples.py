@@ -56,13 +56,18 @@ def field_of_view(spec) -> int:
     return SegmentationModel(model, 21, pretrained=False).field_of_view
 
 
-def check_fcrn(spec, depth: int, stride: int, kernel: int, dilation: int) -> None:
+def check_fcrn(spec, depth: int, stride: int, kernel: int, dilation: int, data: str = "voc") -> None:
     backbone, (head,) = spec.model.backbone, spec.model.context
     assert (backbone.name, backbone.config.depth, backbone.config.output_stride) == ("base.resnet", depth, stride)
     assert (head.name, head.config.kernel, head.config.dilation) == ("fcrn.classifier", kernel, dilation)
     assert not spec.model.classifier.enabled and not spec.model.aux and not spec.model.fusion
     assert spec.model.batch_norm == "frozen_statistics"  # Sec. 3.2
     assert spec.data.crop_size >= field_of_view(spec)  # Sec. 4.3: a FoV beyond the crop is not learned
+    dataset = spec.data.dataset
+    if data == "voc":  # Sec. 4.1: the 10,582 SBD-augmented images, evaluated on VOC val
+        assert (dataset.name, dataset.config.train, dataset.config.val) == ("datasets.voc2012", "train_aug", "val")
+    else:
+        assert dataset.name == "datasets.cityscapes"
 
 
 @pytest.mark.parametrize("name", SPECS_1)
@@ -86,7 +91,7 @@ def test_table_4_spec_is_its_row(name):
                            f"{'T' if dropout else 'F'}: {miou} mean IoU "
                            f"({'PASCAL VOC 2012' if data == 'voc' else 'Cityscapes'} val)")
     spec = load_spec(path)
-    check_fcrn(spec, depth, 8, 5, 12)
+    check_fcrn(spec, depth, 8, 5, 12, data)
     assert field_of_view(spec) == 392
     if bootstrapping == "F":
         assert spec.loss.name == "base.cross_entropy"
