@@ -40,11 +40,12 @@ SPECS_1 = {f"table1_r{d}_os{s}_k{k}_d{dil}.toml": (int(d), int(s), int(k), int(d
 SPECS_4 = {f"table4_{data}_r{depth}_{'baseline' if bs == 'F' else f'bs{bs}'}{'_dropout' if do else ''}.toml":
            (data, depth, bs, do, miou) for data, depth, bs, do, miou in ROWS_4}
 CONTEXT_SCENES = {"context_scenes_ce.toml": None, **{f"context_scenes_bs{k}.toml": k for k in (256, 512, 1024)}}
+SIMULATED = "context_scenes_ce_simulated.toml"
 RES5 = ("backbone.layer4.0", "backbone.layer4.1", "backbone.layer4.2")
 
 
 def test_every_spec_is_listed():
-    assert {p.name for p in EXAMPLES.glob("*.toml")} == {*SPECS_1, *SPECS_4, *CONTEXT_SCENES}
+    assert {p.name for p in EXAMPLES.glob("*.toml")} == {*SPECS_1, *SPECS_4, *CONTEXT_SCENES, SIMULATED}
     assert len(SPECS_1) == 21 and len(SPECS_4) == 12
 
 
@@ -118,3 +119,11 @@ def test_context_scenes_specs_differ_only_in_the_loss(name):
         assert spec.loss.name == "base.cross_entropy"
     else:
         assert (spec.loss.name, spec.loss.config.top_k) == ("fcrn.bootstrapping", k)
+
+
+def test_simulated_context_scenes_spec_differs_only_in_the_simulation():
+    spec, baseline = load_spec(EXAMPLES / SIMULATED), load_spec(EXAMPLES / "context_scenes_ce.toml")
+    assert (spec.model, spec.data, spec.loss, spec.optimizer, spec.schedule) == (
+        baseline.model, baseline.data, baseline.loss, baseline.optimizer, baseline.schedule)
+    assert attrs.evolve(spec.run, simulate=baseline.run.simulate) == baseline.run
+    assert (spec.run.simulate.layer, spec.run.simulate.train, spec.run.simulate.test) == ("backbone.layer2", True, True)
