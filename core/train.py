@@ -27,7 +27,7 @@ from ctxseg.evaluate import evaluate
 from ctxseg.files import atomic_path
 from ctxseg.model import SegmentationModel
 from ctxseg.runtime import Runtime
-from ctxseg.simulate import SHIFTS, for_inference, label_phase, shifted
+from ctxseg.simulate import SHIFTS, Simulated, label_phase, shifted
 from ctxseg.spec import Spec
 from ctxseg.visualize import panel, plot_curves, save_png
 from ctxseg.weights import load_state, read_weights, save_weights
@@ -111,7 +111,8 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     eval_every = run.eval_every or run.steps
 
     model.train()
-    inference = for_inference(model, run, source)
+    simulated = Simulated(model, run.simulate.layer, source) if run.simulate.layer else None  # a bad layer fails here
+    inference = simulated if simulated is not None and run.simulate.test else model
     simulate = run.simulate.layer if run.simulate.train else ""
     batches = iter(train_loader(train_set, spec.data, run.seed, start_step=state.step * run.accumulate))
     bar = tqdm(total=run.steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)

@@ -171,3 +171,15 @@ def test_simulated_forward_is_the_finer_map_upsampled():
     with torch.no_grad():
         torch.testing.assert_close(simulated(images)["out"],
                                    upsample_finer(simulated.scores(images)["out"], (32, 40), 4))
+
+
+def test_training_names_a_bad_layer_before_it_starts(tmp_path, tiny_spec_file):
+    from ctxseg.spec import load_spec
+    from ctxseg.train import train
+
+    text = tiny_spec_file.read_text().replace(
+        'device = "cpu"', 'device = "cpu"\n\n[run.simulate]\nlayer = "backbone.layer1"\ntest = false')
+    tiny_spec_file.write_text(text)
+    with pytest.raises(SpecError, match=r"tiny.toml: run.simulate.layer: 'backbone.layer1' must down-sample"):
+        train(load_spec(tiny_spec_file), tmp_path / "bad", source=str(tiny_spec_file), progress=False)
+    assert not (tmp_path / "bad" / "checkpoint.safetensors").exists()
