@@ -57,6 +57,8 @@ def _inspect(args: argparse.Namespace) -> None:
         model = SegmentationModel(spec.model, len(classes), pretrained=False, source=str(target))
     report = {"source": str(target), "classes": len(classes),
               **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None)}
+    if spec.run.simulate.layer and spec.run.simulate.test:  # evaluated as its finer self (FCRN Sec. 3.2)
+        report["simulated_output_stride"] = model.output_stride // 2
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -65,6 +67,8 @@ def _inspect(args: argparse.Namespace) -> None:
         print(f"  parameters {name:<28} {count:>13,}")
     rf = report["receptive_field"]
     print(f"  output stride                         {report['output_stride']:>13}")
+    if "simulated_output_stride" in report:
+        print(f"  simulated output stride (run.simulate) {report['simulated_output_stride']:>12}")
     if report["field_of_view"]:
         print(f"  field of view (score layers)          {report['field_of_view']:>13}")
     print(f"  receptive field (at {'x'.join(map(str, report['receptive_field_measured_at']))})"

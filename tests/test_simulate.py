@@ -183,3 +183,17 @@ def test_training_names_a_bad_layer_before_it_starts(tmp_path, tiny_spec_file):
     with pytest.raises(SpecError, match=r"tiny.toml: run.simulate.layer: 'backbone.layer1' must down-sample"):
         train(load_spec(tiny_spec_file), tmp_path / "bad", source=str(tiny_spec_file), progress=False)
     assert not (tmp_path / "bad" / "checkpoint.safetensors").exists()
+
+
+def test_inspect_reports_the_simulated_output_stride(tiny_spec_file, capsys):
+    import json
+
+    from ctxseg.cli import main
+
+    text = tiny_spec_file.read_text()
+    tiny_spec_file.write_text(text.replace('device = "cpu"', 'device = "cpu"\n\n[run.simulate]\nlayer = "backbone.layer2"'))
+    assert main(["inspect", str(tiny_spec_file), "--json", "--input-size", "32", "32"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["output_stride"], report["simulated_output_stride"]) == (8, 4)
+    assert main(["inspect", str(tiny_spec_file), "--input-size", "32", "32"]) == 0
+    assert "simulated output stride (run.simulate)            4" in capsys.readouterr().out
