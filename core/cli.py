@@ -93,7 +93,9 @@ def _eval(args: argparse.Namespace) -> None:
     from ctxseg.files import atomic_path
     from ctxseg.report import metrics_table
     from ctxseg.runtime import Runtime
-    from ctxseg.simulate import Simulated, for_inference
+    import attrs
+
+    from ctxseg.simulate import for_inference
     from ctxseg.spec import load_spec
     from ctxseg.weights import load_model
 
@@ -104,12 +106,11 @@ def _eval(args: argparse.Namespace) -> None:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
                           f"but the {args.split} split has {dataset.classes}")
     source = f"{args.weights} (embedded spec)"
-    runtime = Runtime(spec.run, source)
-    model = runtime.model(model)
+    run = spec.run
     if args.simulate is not None:
-        model = Simulated(model, args.simulate, source) if args.simulate else model
-    else:
-        model = for_inference(model, spec.run, source)
+        run = attrs.evolve(run, simulate=attrs.evolve(run.simulate, layer=args.simulate, test=True))
+    runtime = Runtime(run, source)
+    model = for_inference(runtime.model(model), run, source)
     metrics, _ = evaluate(model, dataset, data, runtime, boundary=args.boundary, progress=not args.quiet)
     if args.out:
         with atomic_path(args.out) as tmp:

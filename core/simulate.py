@@ -135,8 +135,8 @@ class Simulated(nn.Module):
     """``model`` run as its finer self in four shifted passes; same outputs as ``model``.
 
     ``scores(images)["out"]`` is the finer network's score map (output stride halved);
-    ``forward`` upsamples it to the input size. For inference: use
-    :func:`shifted` per pass to train.
+    ``forward`` upsamples it to the input size. For inference; training runs each pass
+    under :func:`shifted` and backpropagates it before the next.
     """
 
     def __init__(self, model: nn.Module, layer: str, source: str = "<spec>"):
@@ -157,8 +157,12 @@ class Simulated(nn.Module):
 
 
 def for_inference(model: nn.Module, run: RunSpec, source: str = "<spec>") -> nn.Module:
-    """``model`` as ``[run.simulate]`` says to evaluate and predict with it."""
-    return Simulated(model, run.simulate.layer, source) if run.simulate.layer and run.simulate.test else model
+    """``model`` as ``[run.simulate]`` says to evaluate and predict with it; a layer that
+    cannot be simulated is named even when only training uses it."""
+    if not run.simulate.layer:
+        return model
+    simulated = Simulated(model, run.simulate.layer, source)
+    return simulated if run.simulate.test else model
 
 
 @torch.no_grad()

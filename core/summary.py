@@ -10,14 +10,15 @@ non-zero gradient of the centre output are exactly those within its receptive fi
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ctxseg.model import SegmentationModel
 
-__all__ = ["positive_linear_copy", "receptive_field", "summarize"]
+__all__ = ["positive_linear_copy", "reached", "receptive_field", "summarize"]
 
 
 def _count(module: nn.Module | None) -> int:
@@ -50,6 +51,17 @@ def positive_linear_copy(model: nn.Module) -> nn.Module:
     return probe
 
 
+def reached(scores: Callable[[Tensor], Tensor], channels: int, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Rows and columns of a positive float64 input ``(1, channels, *size)`` that the
+    centre pixel of ``scores(input)`` depends on (non-zero gradient); ``scores`` is a
+    :func:`positive_linear_copy`, so no ReLU or max hides a path."""
+    generator = torch.Generator().manual_seed(1)
+    x = (0.5 + torch.rand(1, channels, *size, generator=generator, dtype=torch.float64)).requires_grad_()
+    scores(x)[0, :, size[0] // 2, size[1] // 2].sum().backward()
+    grad = x.grad[0].abs().sum(0)  # (H, W)
+    return grad.sum(1).nonzero().flatten(), grad.sum(0).nonzero().flatten()
+
+
 def receptive_field(model: SegmentationModel, size: tuple[int, int]) -> tuple[int, int] | None:
     """Height and width of the input region that the centre output pixel depends on.
 
@@ -57,12 +69,7 @@ def receptive_field(model: SegmentationModel, size: tuple[int, int]) -> tuple[in
     to tell); measure at a larger ``size`` to tell the two apart.
     """
     probe = positive_linear_copy(model)
-    generator = torch.Generator().manual_seed(1)
-    x = (0.5 + torch.rand(1, 3, *size, generator=generator, dtype=torch.float64)).requires_grad_()
-    out = probe(x)["out"]
-    out[0, :, size[0] // 2, size[1] // 2].sum().backward()
-    rows = x.grad[0].abs().sum(0).sum(1).nonzero().flatten()
-    cols = x.grad[0].abs().sum(0).sum(0).nonzero().flatten()
+    rows, cols = reached(lambda x: probe(x)["out"], 3, size)
     if rows[0] == 0 and rows[-1] == size[0] - 1 or cols[0] == 0 and cols[-1] == size[1] - 1:
         return None
     return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)

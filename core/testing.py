@@ -234,7 +234,7 @@ def check_context_head(cls: type, config: Any = None, *, name: str | None = None
 def _check_field_of_view(who: str, head: nn.Module) -> None:
     """The centre output's gradient, in a copy made linear and positive (so no ReLU hides
     a path), reaches exactly a ``field_of_view``-wide square of the input."""
-    from ctxseg.summary import positive_linear_copy
+    from ctxseg.summary import positive_linear_copy, reached
 
     span = getattr(head, "field_of_view", None)
     if span is None:
@@ -242,11 +242,7 @@ def _check_field_of_view(who: str, head: nn.Module) -> None:
     if type(span) is not int or span < 1:
         _fail(who, f"field_of_view must be a positive integer or None, got {span!r}")
     side = span + 6
-    probe = positive_linear_copy(head)
-    x = (0.5 + torch.rand(1, 3, side, side, dtype=torch.float64)).requires_grad_()
-    probe(x)[0, :, side // 2, side // 2].sum().backward()
-    reached = x.grad[0].abs().sum(0) > 0
-    rows, cols = reached.any(1).nonzero().flatten(), reached.any(0).nonzero().flatten()
+    rows, cols = reached(positive_linear_copy(head), 3, (side, side))
     seen = (int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
     if seen != (span, span):
         _fail(who, f"declares field_of_view={span}, but an output pixel sees a {seen[0]} x {seen[1]} window "

@@ -27,7 +27,7 @@ from ctxseg.evaluate import evaluate
 from ctxseg.files import atomic_path
 from ctxseg.model import SegmentationModel
 from ctxseg.runtime import Runtime
-from ctxseg.simulate import SHIFTS, Simulated, label_phase, shifted
+from ctxseg.simulate import SHIFTS, for_inference, label_phase, shifted
 from ctxseg.spec import Spec
 from ctxseg.visualize import panel, plot_curves, save_png
 from ctxseg.weights import load_state, read_weights, save_weights
@@ -45,9 +45,9 @@ def _build_data(spec: Spec):
 
 
 def _weighted(model: SegmentationModel, criterion: torch.nn.Module, outputs: dict[str, torch.Tensor],
-              masks: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The main loss plus the auxiliary heads' losses times their weights."""
-    parts = {name: criterion(scores, masks[name]) for name, scores in outputs.items()}
+              labels: torch.Tensor) -> torch.Tensor:
+    """The main loss plus the auxiliary heads' losses times their weights, all against ``labels``."""
+    parts = {name: criterion(scores, labels) for name, scores in outputs.items()}
     return parts["out"] + sum(model.aux_weights[n] * v for n, v in parts.items() if n != "out")
 
 
@@ -61,7 +61,7 @@ def _backward(model: SegmentationModel, criterion: torch.nn.Module, images: torc
     if not simulate:
         with runtime.autocast():
             outputs = model(images)
-        loss = _weighted(model, criterion, outputs, dict.fromkeys(outputs, masks))
+        loss = _weighted(model, criterion, outputs, masks)
         (loss * scale).backward()
         return loss.item()
     total = 0.0
@@ -73,7 +73,7 @@ def _backward(model: SegmentationModel, criterion: torch.nn.Module, images: torc
             raise CtxsegError(f"run.simulate.layer: an auxiliary head reads a feature from before "
                               f"{simulate!r}; simulation needs every scored map after it")
         labels = label_phase(masks, model.output_stride // 2, dy, dx, size)
-        loss = _weighted(model, criterion, outputs, dict.fromkeys(outputs, labels)) / len(SHIFTS)
+        loss = _weighted(model, criterion, outputs, labels) / len(SHIFTS)
         (loss * scale).backward()
         total += loss.item()
     return total
@@ -111,8 +111,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     eval_every = run.eval_every or run.steps
 
     model.train()
-    simulated = Simulated(model, run.simulate.layer, source) if run.simulate.layer else None  # a bad layer fails here
-    inference = simulated if simulated is not None and run.simulate.test else model
+    inference = for_inference(model, run, source)  # names a layer that cannot be simulated, before training
     simulate = run.simulate.layer if run.simulate.train else ""
     batches = iter(train_loader(train_set, spec.data, run.seed, start_step=state.step * run.accumulate))
     bar = tqdm(total=run.steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
