@@ -43,9 +43,9 @@ def _class_names(spec, override: int | None) -> list[str]:
 
 def _inspect(args: argparse.Namespace) -> None:
     from ctxseg.model import SegmentationModel
+    from ctxseg.model.load import load_model
+    from ctxseg.model.summary import summarize
     from ctxseg.spec import load_spec
-    from ctxseg.summary import summarize
-    from ctxseg.weights import load_model
 
     target = Path(args.target)
     if target.suffix == ".safetensors":
@@ -77,9 +77,9 @@ def _inspect(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ctxseg.report import metrics_table
+    from ctxseg.engine.train import train
+    from ctxseg.metrics.report import metrics_table
     from ctxseg.spec import load_spec
-    from ctxseg.train import train
 
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
@@ -89,15 +89,15 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from ctxseg.evaluate import evaluate
-    from ctxseg.files import atomic_path
-    from ctxseg.report import metrics_table
-    from ctxseg.runtime import Runtime
     import attrs
 
+    from ctxseg.engine.evaluate import evaluate
+    from ctxseg.engine.runtime import Runtime
+    from ctxseg.files.atomic import atomic_path
+    from ctxseg.metrics.report import metrics_table
+    from ctxseg.model.load import load_model
     from ctxseg.simulate import for_inference
     from ctxseg.spec import load_spec
-    from ctxseg.weights import load_model
 
     model, spec, info = load_model(args.weights)
     data = load_spec(args.spec).data if args.spec else spec.data
@@ -119,7 +119,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from ctxseg.predict import predict
+    from ctxseg.engine.predict import predict
 
     written = predict(Path(args.weights), [Path(p) for p in args.images], Path(args.out), format=args.format,
                       progress=not args.quiet)

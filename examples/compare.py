@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from ctxseg.data.context_scenes import CONTEXT_CLASSES
+from ctxseg.engine.evaluate import evaluate
+from ctxseg.engine.runtime import Runtime
+from ctxseg.engine.train import train
 from ctxseg.errors import CtxsegError
-from ctxseg.evaluate import evaluate
-from ctxseg.runtime import Runtime
+from ctxseg.model.load import load_model
 from ctxseg.spec import load_spec
-from ctxseg.train import train
-from ctxseg.weights import load_model
 
 
 def row(spec_path: Path, out: Path, quiet: bool, boundary: int) -> dict:

@@ -12,7 +12,16 @@ import torch.nn.functional as F
 
 from ctxseg.data import context_scenes
 from ctxseg.data.context_scenes import (
-    BOAT, CAR, CLASSES, KITE, ROAD, WATER, ContextScenes, dataset_dir, max_margin, render_scene,
+    BOAT,
+    CAR,
+    CLASSES,
+    KITE,
+    ROAD,
+    WATER,
+    ContextScenes,
+    dataset_dir,
+    max_margin,
+    render_scene,
     sample_seed,
 )
 from ctxseg.errors import DataError

@@ -14,7 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctxseg.interfaces import Backbone, ContextHead, Fusion, Loss, Schedule, SegmentationDataset
+from ctxseg.interfaces import (
+    Backbone,
+    ContextHead,
+    Fusion,
+    Loss,
+    Schedule,
+    SegmentationDataset,
+)
 from ctxseg.registry import Component, Kind, Registry, default_registry, hookimpl
 from ctxseg.testing import (
     check_backbone,

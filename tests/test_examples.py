@@ -9,8 +9,8 @@ import torch
 
 from ctxseg.errors import CtxsegError
 from ctxseg.model import SegmentationModel
+from ctxseg.model.summary import summarize
 from ctxseg.spec import load_spec
-from ctxseg.summary import summarize
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 SPECS = sorted(EXAMPLES.rglob("*.toml"))

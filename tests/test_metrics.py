@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ctxseg.metrics import ConfusionMatrix
+from ctxseg.metrics.confusion import ConfusionMatrix
 
 
 def test_metrics_by_hand():
@@ -31,7 +31,7 @@ def test_absent_class_is_left_out_of_the_mean():
 
 
 def test_boundary_region_is_within_width_of_a_label_change():
-    from ctxseg.metrics import BoundaryAccuracy
+    from ctxseg.metrics.confusion import BoundaryAccuracy
 
     target = torch.zeros(20, 20, dtype=torch.int64)
     target[:, 10:] = 1

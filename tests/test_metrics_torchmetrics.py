@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from ctxseg.metrics import ConfusionMatrix
+from ctxseg.metrics.confusion import ConfusionMatrix
 
 IGNORE = 255
 

@@ -10,9 +10,14 @@ from torch import nn
 
 from ctxseg.interfaces import Backbone
 from ctxseg.model import SegmentationModel
-from ctxseg.registry import Component, default_registry, hookimpl, reset_default_registry
+from ctxseg.model.summary import receptive_field
+from ctxseg.registry import (
+    Component,
+    default_registry,
+    hookimpl,
+    reset_default_registry,
+)
 from ctxseg.spec import spec_from_dict
-from ctxseg.summary import receptive_field
 
 
 class Stack(Backbone):

@@ -13,12 +13,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ctxseg.engine.runtime import Runtime
+from ctxseg.engine.train import _backward
 from ctxseg.errors import SpecError
 from ctxseg.model import SegmentationModel
-from ctxseg.runtime import Runtime
-from ctxseg.simulate import SHIFTS, Simulated, finer, interleave, label_phase, shifted, upsample_finer
+from ctxseg.simulate import (
+    SHIFTS,
+    Simulated,
+    finer,
+    interleave,
+    label_phase,
+    shifted,
+    upsample_finer,
+)
 from ctxseg.spec import RunSpec, spec_from_dict
-from ctxseg.train import _backward
 
 
 def _model(depth: int, output_stride: int, batch_norm: str = "batch") -> SegmentationModel:
@@ -126,8 +134,8 @@ def test_a_layer_that_cannot_be_simulated_is_named(layer, message):
 
 
 def test_training_and_evaluating_with_simulation(tmp_path, tiny_spec_file):
+    from ctxseg.engine.train import train
     from ctxseg.spec import load_spec
-    from ctxseg.train import train
 
     text = tiny_spec_file.read_text().replace('[[model.aux]]\nname = "base.fcn"\ninput = "c4"\nweight = 0.4\n'
                                               'channels = 8\n', '[model]\nbatch_norm = "frozen_statistics"\n')
@@ -140,9 +148,9 @@ def test_training_and_evaluating_with_simulation(tmp_path, tiny_spec_file):
 
 
 def test_an_aux_head_before_the_shifted_layer_is_refused(tmp_path, tiny_spec_file):
+    from ctxseg.engine.train import train
     from ctxseg.errors import CtxsegError
     from ctxseg.spec import load_spec
-    from ctxseg.train import train
 
     text = tiny_spec_file.read_text().replace('input = "c4"', 'input = "c2"')
     text = text.replace('device = "cpu"', 'device = "cpu"\n\n[run.simulate]\nlayer = "backbone.layer2"')
@@ -174,8 +182,8 @@ def test_simulated_forward_is_the_finer_map_upsampled():
 
 
 def test_training_names_a_bad_layer_before_it_starts(tmp_path, tiny_spec_file):
+    from ctxseg.engine.train import train
     from ctxseg.spec import load_spec
-    from ctxseg.train import train
 
     text = tiny_spec_file.read_text().replace(
         'device = "cpu"', 'device = "cpu"\n\n[run.simulate]\nlayer = "backbone.layer1"\ntest = false')

@@ -8,11 +8,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from ctxseg import train as train_module
 from ctxseg.cli import main
+from ctxseg.engine import train as train_module
+from ctxseg.engine.train import train
 from ctxseg.errors import WeightsError
 from ctxseg.spec import load_spec
-from ctxseg.train import train
 
 
 def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, capsys):

@@ -6,10 +6,10 @@ import pytest
 import safetensors.torch
 import torch
 
+from ctxseg.engine.train import train
 from ctxseg.errors import SpecError
 from ctxseg.model import SegmentationModel
 from ctxseg.spec import load_spec, spec_from_dict
-from ctxseg.train import train
 
 
 def _model(**model_keys) -> SegmentationModel:

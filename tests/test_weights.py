@@ -9,9 +9,10 @@ import safetensors.torch
 import torch
 
 from ctxseg.errors import WeightsError
+from ctxseg.files.weights import read_weights, save_weights
 from ctxseg.model import SegmentationModel
+from ctxseg.model.load import load_model
 from ctxseg.spec import load_spec
-from ctxseg.weights import load_model, read_weights, save_weights
 
 CLASSES = ["a", "b", "c"]
 PALETTE = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]

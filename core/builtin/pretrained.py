@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ctxseg.errors import WeightsError
-from ctxseg.weights import load_state
+from ctxseg.files.weights import load_state
 
 __all__ = ["load_pretrained"]
 

@@ -16,11 +16,12 @@ no layer changes shape, so torchvision's ImageNet weights apply.
 from __future__ import annotations
 
 import attrs
-from torchvision.models import vgg
 from torch import Tensor, nn
+from torchvision.models import vgg
 
 from ctxseg.builtin.pretrained import load_pretrained
 from ctxseg.interfaces import Backbone
+from ctxseg.model.blocks import he_init
 
 __all__ = ["VGG16"]
 
@@ -57,8 +58,7 @@ class VGG16(Backbone):
         for index, layer in enumerate(self.features):
             if isinstance(layer, nn.Conv2d):
                 convs, width = convs + 1, layer.out_channels
-                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
+                he_init(layer)
                 layer.dilation = layer.padding = (dilation, dilation)
             elif isinstance(layer, nn.ReLU) and convs in _TAPS:
                 self._add_tap(index, _TAPS[convs], width, stride)
@@ -94,7 +94,4 @@ def fc_as_convolutions(in_channels: int, width: int, kernel: int, dilation: int,
     initialised like the conv layers above."""
     fc6 = nn.Conv2d(in_channels, width, kernel, padding=padding, dilation=dilation)
     fc7 = nn.Conv2d(width, width, 1)
-    for fc in (fc6, fc7):
-        nn.init.kaiming_normal_(fc.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(fc.bias)
-    return fc6, fc7, nn.Dropout(dropout), nn.Dropout(dropout)
+    return he_init(fc6), he_init(fc7), nn.Dropout(dropout), nn.Dropout(dropout)

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 
 import torch
-from ctxseg_datasets import fixtures
-from ctxseg_datasets.cityscapes import Cityscapes
-from ctxseg_datasets.voc import VOC2012
 
 from ctxseg.data.pipeline import train_loader
 from ctxseg.spec import DataSpec
+from ctxseg_datasets import fixtures
+from ctxseg_datasets.cityscapes import Cityscapes
+from ctxseg_datasets.voc import VOC2012
 
 
 def generate(dataset: str, folder: Path, images: int) -> Path:

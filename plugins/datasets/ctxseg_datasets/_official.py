@@ -16,7 +16,7 @@ import scipy.io
 import torch
 from torch import Tensor
 
-from ctxseg.data.samples import FileDataset
+from ctxseg.data import FileDataset
 from ctxseg.errors import DataError
 
 __all__ = ["OfficialConfig", "OfficialDataset", "find_dir", "label_table", "load_mat_labels", "read_list",

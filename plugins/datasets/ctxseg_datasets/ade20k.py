@@ -21,9 +21,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ctxseg.data.samples import map_labels, read_index_png
+from ctxseg.data import map_labels, read_index_png
 from ctxseg.errors import DataError
-from ctxseg_datasets._official import OfficialConfig, OfficialDataset, find_dir, label_table, split_key, voc_colormap
+from ctxseg_datasets._official import (
+    OfficialConfig,
+    OfficialDataset,
+    find_dir,
+    label_table,
+    split_key,
+    voc_colormap,
+)
 
 __all__ = ["ADE20K", "CLASSES", "PALETTE", "annotation_png"]
 

@@ -21,10 +21,18 @@ from pathlib import Path
 import attrs
 from torch import Tensor
 
-from ctxseg.data.samples import map_labels
+from ctxseg.data import map_labels
 from ctxseg.errors import DataError
-from ctxseg_datasets._official import (OfficialConfig, OfficialDataset, find_dir, label_table, load_mat_labels,
-                                       read_list, split_key, voc_colormap)
+from ctxseg_datasets._official import (
+    OfficialConfig,
+    OfficialDataset,
+    find_dir,
+    label_table,
+    load_mat_labels,
+    read_list,
+    split_key,
+    voc_colormap,
+)
 
 __all__ = ["CLASSES", "PALETTE", "SiftFlow", "standard_test_list"]
 

@@ -26,11 +26,17 @@ from typing import Any
 import attrs
 from torch import Tensor
 
-from ctxseg.data.samples import read_index_png
+from ctxseg.data import colorize, read_index_png
 from ctxseg.errors import DataError
-from ctxseg.visualize import colorize
-from ctxseg_datasets._official import (OfficialConfig, OfficialDataset, find_dir, load_mat_labels, read_list, split_key,
-                                       voc_colormap)
+from ctxseg_datasets._official import (
+    OfficialConfig,
+    OfficialDataset,
+    find_dir,
+    load_mat_labels,
+    read_list,
+    split_key,
+    voc_colormap,
+)
 
 __all__ = ["CLASSES", "PALETTE", "VOC2012"]
 

@@ -38,9 +38,8 @@ import attrs
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctxseg.builtin.pretrained import load_pretrained
-from ctxseg.builtin.vgg import VGG16, fc_as_convolutions
 from ctxseg.interfaces import Backbone
+from ctxseg.nn import VGG16, fc_as_convolutions, load_pretrained
 from ctxseg_dilation.padding import field_of_view, margin, pad
 
 __all__ = ["FrontEnd"]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from ctxseg.config import structure
 from ctxseg.errors import SpecError
 from ctxseg.registry import default_registry
+from ctxseg.spec.convert import structure
 from ctxseg.testing import check_component, check_context_head
 from ctxseg_dilation.context_module import ContextModule
 

@@ -7,10 +7,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from ctxseg.builtin.vgg import VGG16
-from ctxseg.config import structure
 from ctxseg.errors import SpecError, WeightsError
+from ctxseg.nn import VGG16
 from ctxseg.registry import default_registry
+from ctxseg.spec.convert import structure
 from ctxseg.testing import check_backbone, check_component
 from ctxseg_dilation.frontend import FrontEnd
 from ctxseg_dilation.padding import field_of_view, pad

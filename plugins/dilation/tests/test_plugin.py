@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ctxseg.testing import check_plugin
 from ctxseg_dilation.context_module import ContextModule
 from ctxseg_dilation.frontend import FrontEnd
-from ctxseg.testing import check_plugin
 
 
 def test_plugin_contract() -> None:

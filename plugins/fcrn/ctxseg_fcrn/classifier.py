@@ -16,13 +16,9 @@ import attrs
 from torch import Tensor, nn
 
 from ctxseg.interfaces import ContextHead
+from ctxseg.nn import odd_kernel
 
 __all__ = ["DilatedClassifier"]
-
-
-def _odd(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1 or value % 2 == 0:
-        raise ValueError(f"expected an odd kernel size >= 1, got {value}")
 
 
 class DilatedClassifier(ContextHead):
@@ -33,7 +29,7 @@ class DilatedClassifier(ContextHead):
 
     @attrs.define(frozen=True, kw_only=True)
     class Config:
-        kernel: int = attrs.field(default=5, validator=_odd)
+        kernel: int = attrs.field(default=5, validator=odd_kernel)
         """k: 3, 5 or 7 in Tables 1 and 2; 5 in the final models (Table 4)."""
         dilation: int = attrs.field(default=12, validator=attrs.validators.ge(1))
         """d: 6, 12 or 18 in Tables 1 and 2; 12 in the final models (Table 4)."""

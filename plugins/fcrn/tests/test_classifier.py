@@ -53,5 +53,5 @@ def test_parameters_are_one_convolution():
 
 @pytest.mark.parametrize("kernel", [0, 2, 4])
 def test_even_kernels_are_refused(kernel):
-    with pytest.raises(ValueError, match=f"expected an odd kernel size >= 1, got {kernel}"):
+    with pytest.raises(ValueError, match=f"'kernel' must be an odd kernel size >= 1, got {kernel}"):
         DilatedClassifier.Config(kernel=kernel)

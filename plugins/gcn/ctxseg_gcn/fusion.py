@@ -49,9 +49,9 @@ from torch import Tensor, nn
 
 from ctxseg.errors import SpecError
 from ctxseg.interfaces import Fusion
+from ctxseg.nn import odd_kernel
 from ctxseg_gcn.baselines import Head, score_head
 from ctxseg_gcn.boundary_refinement import BoundaryRefinement
-from ctxseg_gcn.global_convolution import odd_kernel
 
 __all__ = ["GCNFusion"]
 

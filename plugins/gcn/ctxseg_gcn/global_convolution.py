@@ -30,15 +30,9 @@ import attrs
 from torch import Tensor, nn
 
 from ctxseg.interfaces import ContextHead
+from ctxseg.nn import odd_kernel
 
-__all__ = ["GlobalConvolution", "horizontal", "odd_kernel", "vertical"]
-
-
-def odd_kernel(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    """attrs validator: a kernel size k >= 1 and odd (Sec. 4.1.1)."""
-    if not (isinstance(value, int) and value >= 1 and value % 2 == 1):
-        raise ValueError(f"'{attribute.name}' must be an odd kernel size >= 1 (Sec. 4.1.1: only odd k, "
-                         f"to avoid alignment error), got {value!r}")
+__all__ = ["GlobalConvolution", "horizontal", "vertical"]
 
 
 def vertical(in_channels: int, out_channels: int, kernel: int, *, stride: int = 1, dilation: int = 1,

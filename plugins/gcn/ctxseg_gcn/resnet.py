@@ -34,9 +34,8 @@ import attrs
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
-from ctxseg.builtin.pretrained import load_pretrained
-from ctxseg.builtin.resnet import ResNet
-from ctxseg_gcn.global_convolution import horizontal, odd_kernel, vertical
+from ctxseg.nn import ResNet, he_init, load_pretrained, odd_kernel
+from ctxseg_gcn.global_convolution import horizontal, vertical
 
 __all__ = ["GCNBottleneck", "ResNetGCN"]
 
@@ -63,7 +62,7 @@ class GCNBottleneck(nn.Module):
             *_conv_bn_relu(horizontal(in_channels, width, kernel, dilation=dilation, bias=False)),
             *_conv_bn_relu(vertical(width, width, kernel, stride=stride, dilation=dilation, bias=False)),
         )
-        self.conv3 = _he(nn.Conv2d(width, out_channels, 1, bias=False))
+        self.conv3 = he_init(nn.Conv2d(width, out_channels, 1, bias=False))
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.downsample = block.downsample
         self.relu = nn.ReLU(inplace=True)
@@ -119,10 +118,4 @@ class ResNetGCN(ResNet):
 
 
 def _conv_bn_relu(conv: nn.Conv2d) -> tuple[nn.Module, ...]:
-    return _he(conv), nn.BatchNorm2d(conv.out_channels), nn.ReLU(inplace=True)
-
-
-def _he(conv: nn.Conv2d) -> nn.Conv2d:
-    """He initialization as torchvision gives every other conv of the network."""
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    return conv
+    return he_init(conv), nn.BatchNorm2d(conv.out_channels), nn.ReLU(inplace=True)

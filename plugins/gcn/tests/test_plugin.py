@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ctxseg.testing import check_plugin
 from ctxseg_gcn.fusion import GCNFusion
 from ctxseg_gcn.global_convolution import GlobalConvolution
 from ctxseg_gcn.resnet import ResNetGCN
-from ctxseg.testing import check_plugin
 
 
 def test_plugin_contract() -> None:

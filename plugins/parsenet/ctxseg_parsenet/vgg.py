@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import attrs
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ctxseg.builtin.vgg import VGG16, fc_as_convolutions
 from ctxseg.interfaces import Backbone
+from ctxseg.nn import VGG16, fc_as_convolutions
 
 __all__ = ["DeepLabVGG16"]
 

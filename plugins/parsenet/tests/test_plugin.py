@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ctxseg.testing import check_plugin
 from ctxseg_parsenet.fusion import ParseNetFusion
 from ctxseg_parsenet.global_context import GlobalContext
 from ctxseg_parsenet.vgg import DeepLabVGG16
-from ctxseg.testing import check_plugin
 
 
 def test_plugin_contract() -> None:

@@ -7,12 +7,12 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from ctxseg.builtin.vgg import VGG16
 from ctxseg.errors import SpecError
 from ctxseg.model import SegmentationModel
+from ctxseg.model.summary import receptive_field
+from ctxseg.nn import VGG16
 from ctxseg.registry import default_registry
 from ctxseg.spec import spec_from_dict
-from ctxseg.summary import receptive_field
 from ctxseg.testing import check_component
 from ctxseg_parsenet.vgg import DeepLabVGG16
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 import attrs
 from torch import Tensor, nn
 
-from ctxseg.builtin.pretrained import load_pretrained
-from ctxseg.builtin.resnet import ResNet
+from ctxseg.nn import ResNet, he_init, load_pretrained
 
 __all__ = ["DeepStemResNet"]
 
@@ -51,10 +50,10 @@ class DeepStemResNet(ResNet):
         # shortcut becomes a projection (BasicBlock had none: 64 in, 64 out).
         first = self.layer1[0]
         old = first.conv1
-        first.conv1 = _init(nn.Conv2d(STEM_CHANNELS, old.out_channels, old.kernel_size,
+        first.conv1 = he_init(nn.Conv2d(STEM_CHANNELS, old.out_channels, old.kernel_size,
                                       stride=old.stride, padding=old.padding, bias=False))
         width = self.channels["c2"]
-        first.downsample = nn.Sequential(_init(nn.Conv2d(STEM_CHANNELS, width, 1, bias=False)), nn.BatchNorm2d(width))
+        first.downsample = nn.Sequential(he_init(nn.Conv2d(STEM_CHANNELS, width, 1, bias=False)), nn.BatchNorm2d(width))
         if config.pretrained:
             load_pretrained(self, config.pretrained, ignore_prefixes=("fc.",))
 
@@ -69,10 +68,4 @@ class DeepStemResNet(ResNet):
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return _init(nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False))
-
-
-def _init(conv: nn.Conv2d) -> nn.Conv2d:
-    """He initialization as torchvision gives every other conv of the network."""
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    return conv
+    return he_init(nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False))

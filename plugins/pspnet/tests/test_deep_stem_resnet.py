@@ -8,8 +8,8 @@ import pytest
 import safetensors.torch
 import torch
 
-from ctxseg.builtin.resnet import ResNet
 from ctxseg.errors import WeightsError
+from ctxseg.nn import ResNet
 from ctxseg.registry import default_registry
 from ctxseg.testing import check_component
 from ctxseg_pspnet.resnet import DeepStemResNet

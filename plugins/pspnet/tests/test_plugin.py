@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ctxseg.testing import check_plugin
 from ctxseg_pspnet.pyramid_pooling import PyramidPooling
 from ctxseg_pspnet.resnet import DeepStemResNet
-from ctxseg.testing import check_plugin
 
 
 def test_plugin_contract() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ctxseg.config import structure
 from ctxseg.errors import SpecError
 from ctxseg.registry import default_registry
+from ctxseg.spec.convert import structure
 from ctxseg.testing import check_component, check_context_head
 from ctxseg_pspnet.pyramid_pooling import PyramidPooling
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 
-import pytest
 import torch
 
 import ctxseg_deeplab.plugin
@@ -30,10 +29,6 @@ def test_plugin_registers_aspp() -> None:
 
 
 def test_installed_plugin_is_discovered() -> None:
-    try:
-        importlib.metadata.distribution("ctxseg-deeplab")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("ctxseg-deeplab is not installed (pip install -e .)")
     component = Registry(autoload=True).get("context_head", "deeplab.aspp")
     assert component.distribution == "ctxseg-deeplab"
     assert component.version == importlib.metadata.version("ctxseg-deeplab")

@@ -9,7 +9,6 @@ component) and ``ctxseg.metrics`` (optional). No pickle is involved anywhere.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,12 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from ctxseg.errors import CtxsegError, WeightsError
-from ctxseg.files import atomic_path
+from ctxseg.errors import WeightsError
+from ctxseg.files.atomic import atomic_path
 from ctxseg.registry import default_registry
 
 __all__ = [
-    "WeightsInfo", "load_model", "load_state", "read_safetensors", "read_weights", "save_weights", "write_tensors",
+    "WeightsInfo", "load_state", "plugin_versions", "read_safetensors", "read_weights", "save_weights", "write_tensors",
 ]
 
 FORMAT = "ctxseg.weights/1"
@@ -124,30 +123,3 @@ def _listing(names: list[str], shown: int = 10) -> str:
     """The first ``shown`` names and a count of the rest, so a wrong file's report stays readable."""
     head = ", ".join(names[:shown])
     return head if len(names) <= shown else f"{head} and {len(names) - shown} more"
-
-
-def load_model(path: str | Path, *, num_classes: int | None = None):
-    """Rebuild the model a weights file describes and load its weights.
-
-    :param num_classes: if given, the file's class count must equal it.
-    :return: ``(model in eval mode, Spec, WeightsInfo)``.
-    """
-    from ctxseg.model import SegmentationModel
-    from ctxseg.spec import spec_from_dict
-
-    tensors, info = read_weights(path)
-    if num_classes is not None and num_classes != len(info.classes):
-        raise WeightsError(f"{path}: trained for {len(info.classes)} classes ({', '.join(info.classes)}), "
-                           f"but {num_classes} are expected")
-    installed = plugin_versions()
-    for dist, version in info.plugins.items():
-        if installed.get(dist) != version:
-            warnings.warn(f"{path}: saved with {dist} {version}, installed: {installed.get(dist, 'none')}",
-                          stacklevel=2)
-    try:
-        spec = spec_from_dict(info.spec, source=f"{path} (embedded spec)")
-    except CtxsegError as error:
-        raise WeightsError(str(error)) from None
-    model = SegmentationModel(spec.model, len(info.classes), pretrained=False, source=f"{path} (embedded spec)")
-    load_state(model, tensors, str(path))
-    return model.eval(), spec, info

@@ -9,9 +9,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ctxseg.data.pipeline import EvalTransform
+from ctxseg.engine.runtime import Runtime
 from ctxseg.interfaces import SegmentationDataset
-from ctxseg.metrics import BoundaryAccuracy, ConfusionMatrix
-from ctxseg.runtime import Runtime
+from ctxseg.metrics.confusion import BoundaryAccuracy, ConfusionMatrix
 from ctxseg.spec import DataSpec
 
 __all__ = ["evaluate", "predict_scores"]

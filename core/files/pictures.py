@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ctxseg.files import atomic_path
+from ctxseg.files.atomic import atomic_path
 
 __all__ = ["colorize", "overlay", "panel", "plot_curves", "save_png"]
 

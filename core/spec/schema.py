@@ -15,20 +15,17 @@ backbone and the dataset. See ``examples/`` and the README for complete specs.
 from __future__ import annotations
 
 import functools
-import tomllib
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import attrs
 
-from ctxseg.config import InvalidValue, converter, structure, unstructure
-from ctxseg.errors import SpecError
 from ctxseg.registry import Kind, default_registry
+from ctxseg.spec.convert import InvalidValue, converter, unstructure
 
 __all__ = [
     "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
     "FusionRef", "LossRef", "ModelSpec", "ModuleRef", "OptimizerRef", "Ref", "RunSpec", "ScheduleRef",
-    "SimulateSpec", "Spec", "load_spec", "spec_from_dict",
+    "SimulateSpec", "Spec",
 ]
 
 
@@ -284,22 +281,3 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as a TOML-compatible table (every default filled in)."""
         return unstructure(self)
-
-
-def spec_from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
-    """Structure a spec table; errors name ``source`` and the TOML path."""
-    return structure(data, Spec, source=source)
-
-
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a TOML spec file."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: cannot read spec: {error}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{path}: invalid TOML: {error}") from None
-    return spec_from_dict(data, source=str(path))

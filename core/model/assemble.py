@@ -24,9 +24,10 @@ from torch import Tensor, nn
 
 from ctxseg.errors import SpecError
 from ctxseg.interfaces import Backbone
+from ctxseg.model.blocks import upsample
 from ctxseg.spec import ClassifierSpec, ModelSpec, ModuleRef
 
-__all__ = ["SegmentationModel", "submodule", "upsample"]
+__all__ = ["SegmentationModel", "submodule"]
 
 CONTEXT = "context"
 """Name of the context heads' output among a fusion's inputs."""
@@ -179,11 +180,3 @@ def submodule(model: nn.Module, path: str, where: str) -> nn.Module:
 
 def _dropout(module: nn.Module, inputs: tuple, output: Tensor, *, p: float) -> Tensor:
     return F.dropout(output, p, module.training)
-
-
-def upsample(scores: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize of score maps to ``size`` (the input's), skipped when already there."""
-    if scores.shape[-2:] == size:
-        return scores
-    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
-

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ctxseg.errors import WeightsError
-from ctxseg.weights import load_state, read_safetensors, write_tensors
+from ctxseg.files.weights import load_state, read_safetensors, write_tensors
 
 __all__ = ["TrainingState", "load_checkpoint", "save_checkpoint"]
 

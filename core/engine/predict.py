@@ -15,12 +15,12 @@ from tqdm import tqdm
 
 from ctxseg.data.pipeline import EvalTransform
 from ctxseg.data.samples import read_image
+from ctxseg.engine.evaluate import predict_scores
+from ctxseg.engine.runtime import Runtime
 from ctxseg.errors import CtxsegError
-from ctxseg.evaluate import predict_scores
-from ctxseg.runtime import Runtime
+from ctxseg.files.pictures import colorize, overlay, save_png
+from ctxseg.model.load import load_model
 from ctxseg.simulate import for_inference
-from ctxseg.visualize import colorize, overlay, save_png
-from ctxseg.weights import load_model
 
 __all__ = ["predict"]
 

@@ -20,17 +20,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ctxseg.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ctxseg.data.pipeline import train_loader
+from ctxseg.engine.evaluate import evaluate
+from ctxseg.engine.runtime import Runtime
 from ctxseg.errors import CtxsegError
-from ctxseg.evaluate import evaluate
-from ctxseg.files import atomic_path
+from ctxseg.files.atomic import atomic_path
+from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from ctxseg.files.pictures import panel, plot_curves, save_png
+from ctxseg.files.weights import load_state, read_weights, save_weights
 from ctxseg.model import SegmentationModel
-from ctxseg.runtime import Runtime
 from ctxseg.simulate import SHIFTS, for_inference, label_phase, shifted
 from ctxseg.spec import Spec
-from ctxseg.visualize import panel, plot_curves, save_png
-from ctxseg.weights import load_state, read_weights, save_weights
 
 __all__ = ["train"]
 

@@ -1,0 +1,1 @@
+"""What ctxseg writes and reads: atomic writes, weights, checkpoints and pictures."""

@@ -1,0 +1,1 @@
+"""Scoring predictions against labels, and the table the CLI prints."""
