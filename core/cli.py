@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -57,8 +58,10 @@ def _inspect(args: argparse.Namespace) -> None:
         model = SegmentationModel(spec.model, len(classes), pretrained=False, source=str(target))
     report = {"source": str(target), "classes": len(classes),
               **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None)}
-    if spec.run.simulate.layer and spec.run.simulate.test:  # evaluated as its finer self (FCRN Sec. 3.2)
-        report["simulated_output_stride"] = model.output_stride // 2
+    passes = spec.run.passes.load()(spec.run.passes.config, model, str(target))
+    stride = getattr(passes.inference(model), "output_stride", model.output_stride)  # halved by FCRN's simulation
+    if stride != model.output_stride:
+        report["inference_output_stride"] = stride
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -67,8 +70,8 @@ def _inspect(args: argparse.Namespace) -> None:
         print(f"  parameters {name:<28} {count:>13,}")
     rf = report["receptive_field"]
     print(f"  output stride                         {report['output_stride']:>13}")
-    if "simulated_output_stride" in report:
-        print(f"  simulated output stride (run.simulate) {report['simulated_output_stride']:>12}")
+    if "inference_output_stride" in report:
+        print(f"  output stride at inference (run.passes) {report['inference_output_stride']:>11}")
     if report["field_of_view"]:
         print(f"  field of view (score layers)          {report['field_of_view']:>13}")
     print(f"  receptive field (at {'x'.join(map(str, report['receptive_field_measured_at']))})"
@@ -89,33 +92,28 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    import attrs
-
     from ctxseg.engine.evaluate import evaluate
-    from ctxseg.engine.runtime import Runtime
+    from ctxseg.engine.inference import Inference
     from ctxseg.files.atomic import atomic_path
     from ctxseg.metrics.report import metrics_table
-    from ctxseg.model.load import load_model
-    from ctxseg.simulate import for_inference
-    from ctxseg.spec import load_spec
+    from ctxseg.spec import MetricRef, PassesRef, load_spec
+    from ctxseg.spec.convert import structure
 
-    model, spec, info = load_model(args.weights)
-    data = load_spec(args.spec).data if args.spec else spec.data
+    passes = structure(args.passes[-1], PassesRef, source="--passes") if args.passes else None
+    inference, info = Inference.from_weights(args.weights, passes=passes)
+    spec = load_spec(args.spec) if args.spec else inference.spec
+    data = spec.data
+    metrics = [*spec.metrics, *(structure(table, MetricRef, source=f"--metric {table['name']}")
+                                for table in args.metric)]
     dataset = data.dataset.load()(data.dataset.config, args.split)
     if dataset.classes != info.classes:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
                           f"but the {args.split} split has {dataset.classes}")
-    source = f"{args.weights} (embedded spec)"
-    run = spec.run
-    if args.simulate is not None:
-        run = attrs.evolve(run, simulate=attrs.evolve(run.simulate, layer=args.simulate, test=True))
-    runtime = Runtime(run, source)
-    model = for_inference(runtime.model(model), run, source)
-    metrics, _ = evaluate(model, dataset, data, runtime, boundary=args.boundary, progress=not args.quiet)
+    results, _ = evaluate(inference, dataset, metrics, progress=not args.quiet)
     if args.out:
         with atomic_path(args.out) as tmp:
-            tmp.write_text(json.dumps(metrics, indent=2))
-    print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics))
+            tmp.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2) if args.json else metrics_table(results))
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -125,6 +123,28 @@ def _predict(args: argparse.Namespace) -> None:
                       progress=not args.quiet)
     print(f"wrote {len(written)} masks{' and overlays' if args.format == 'palette' else ''} "
           f"({args.format}) to {args.out}")
+
+
+class _NewTable(argparse.Action):
+    """``--metric NAME``: appends a component table ``{"name": NAME}``."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        setattr(namespace, self.dest, [*getattr(namespace, self.dest), {"name": value}])
+
+
+class _TableKey(argparse.Action):
+    """``--metric-arg KEY=VALUE``: a parameter of the last table, its value read as TOML
+    (``7``, ``true``, ``[1, 2]``) or else taken as a string."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        tables = getattr(namespace, self.dest)
+        key, eq, text = value.partition("=")
+        if not tables or not eq or not key.strip():
+            parser.error(f"{option_string} {value}: expected KEY=VALUE after a --{self.dest} NAME")
+        try:
+            tables[-1][key.strip()] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            tables[-1][key.strip()] = text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -157,11 +177,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("weights", metavar="WEIGHTS")
     s.add_argument("--spec", help="take the [data] table from this spec instead of the weights file")
     s.add_argument("--split", default="val")
-    s.add_argument("--boundary", type=int, default=0, metavar="PX",
-                   help="also report accuracy within PX pixels of label boundaries and inside (GCN uses 7)")
-    s.add_argument("--simulate", metavar="LAYER",
-                   help="run as the finer network by FCRN's four shifted passes before LAYER, e.g. backbone.layer2 "
-                        "(default: the weights' run.simulate; \"\" turns it off)")
+    s.add_argument("--metric", action=_NewTable, default=[], metavar="NAME",
+                   help="also report a registered metric, e.g. gcn.boundary (GCN's boundary/internal accuracy); "
+                        "repeatable; the spec's [[metrics]] are always reported")
+    s.add_argument("--metric-arg", action=_TableKey, dest="metric", metavar="KEY=VALUE",
+                   help="a parameter of the --metric before it, e.g. width=7 (a TOML value)")
+    s.add_argument("--passes", action=_NewTable, default=[], metavar="NAME",
+                   help="run the model another way than its spec's [run.passes], e.g. base.single, or "
+                        "fcrn.simulated (FCRN's finer network by four shifted passes)")
+    s.add_argument("--passes-arg", action=_TableKey, dest="passes", metavar="KEY=VALUE",
+                   help="a parameter of --passes, e.g. layer=backbone.layer2 (a TOML value)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
     s.add_argument("--quiet", action="store_true")

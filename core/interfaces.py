@@ -8,6 +8,10 @@ counts, class count, ...), so a spec never repeats a number.
 An optimizer is a ``torch.optim.Optimizer`` subclass constructed as
 ``Optimizer(config, param_groups)``; it needs no interface of its own.
 
+Beside the model's parts, two extension points let a paper change how ctxseg runs and
+scores a model without touching the engine: :class:`Passes` (how a batch is run in
+training and at inference) and :class:`Metric` (what evaluation measures).
+
 Shapes below: B batch, C channels, K classes, H x W the input image size.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 import torch
@@ -25,6 +30,8 @@ __all__ = [
     "ContextHead",
     "Fusion",
     "Loss",
+    "Metric",
+    "Passes",
     "Schedule",
     "SegmentationDataset",
 ]
@@ -58,12 +65,15 @@ class ContextHead(nn.Module, abc.ABC):
     lets a head that works on class scores (a context module) size itself. A head whose
     output pixel sees a bounded window of its input declares the window's side as
     ``field_of_view`` (3 for a 3x3 conv), from which ``ctxseg inspect`` reports FCRN's
-    field of view; None means unbounded (global pooling) or undeclared.
+    field of view; None means unbounded (global pooling) or undeclared. A head whose
+    output is already the class scores (``out_channels = num_classes``) sets
+    ``emits_scores = True``; when it is the model's last, no classifier follows it.
     """
 
     Config: ClassVar[type]
     out_channels: int
     field_of_view: int | None = None
+    emits_scores: bool = False
 
     @abc.abstractmethod
     def forward(self, x: Tensor) -> Tensor: ...
@@ -114,6 +124,64 @@ class Schedule(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, step: int) -> float: ...
+
+
+class Passes:
+    """How a model is run on a batch: in one forward pass (``base.single``, these defaults),
+    or in several whose results combine (FCRN's simulated finer network, ``fcrn.simulated``).
+
+    Constructed as ``Passes(config, model, source)`` once the model is assembled; a model
+    it cannot run is a :class:`~ctxseg.errors.SpecError` naming ``source`` there, before
+    any training. Chosen by the spec's ``[run.passes]`` table, so a weights file runs the
+    way it was trained to; ``ctxseg eval --passes`` overrides it.
+    """
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any, model: nn.Module, source: str = "<spec>"):
+        self.config = config
+
+    def backward(self, model: nn.Module, images: Tensor, masks: Tensor,
+                 objective: Callable[[dict[str, Tensor], Tensor], Tensor],
+                 autocast: Callable[[], AbstractContextManager]) -> float:
+        """Run ``model`` on ``images`` ``(B, 3, H, W)`` in training and backpropagate.
+
+        ``objective(outputs, labels)`` is the loss of one pass: ``outputs`` a dict like
+        ``model(images)``'s (or ``model.scores(images)``'s), ``labels`` ``(B, h, w)`` the
+        masks at the outputs' pixels. Call ``.backward()`` on each pass's value (scaled
+        so that they add up to one batch's) and return their sum. Forward passes run
+        inside ``autocast()``. By default: one pass at input size.
+        """
+        with autocast():
+            outputs = model(images)
+        value = objective(outputs, masks)
+        value.backward()
+        return value.item()
+
+    def inference(self, model: nn.Module) -> nn.Module:
+        """The module that labels images at evaluation and prediction: ``(B, 3, H, W)`` ->
+        ``{"out": (B, K, H, W)}``, with ``output_stride`` if its score map's stride is not
+        the model's. By default the model itself."""
+        return model
+
+
+class Metric(abc.ABC):
+    """A measure accumulated over label maps, reported beside the confusion matrix's.
+
+    Constructed as ``Metric(config, classes, ignore_index)``. ``update`` receives each
+    image's predicted and true label maps ``(H, W)`` (int64; the true one may hold
+    ``ignore_index``, which must not count); ``compute`` returns named numbers merged
+    into the evaluation's metrics. Chosen by the spec's ``[[metrics]]`` tables or
+    ``ctxseg eval --metric NAME --metric-arg KEY=VALUE``.
+    """
+
+    Config: ClassVar[type]
+
+    @abc.abstractmethod
+    def update(self, prediction: Tensor, target: Tensor) -> None: ...
+
+    @abc.abstractmethod
+    def compute(self) -> dict[str, float]: ...
 
 
 class SegmentationDataset(torch.utils.data.Dataset, abc.ABC):

@@ -4,7 +4,8 @@
 
 Each run goes to ``runs/compare/<folder>_<spec name>``; the table gives mIoU over all classes
 and over the classes only context decides (boat, car on context scenes), the IoU of
-each class, optionally boundary/internal accuracy, training wall time.
+each class, boundary/internal accuracy where a spec's [[metrics]] measure it (GCN's
+``gcn.boundary``), training wall time.
 """
 
 from __future__ import annotations
@@ -16,23 +17,15 @@ import time
 from pathlib import Path
 
 from ctxseg.data.context_scenes import CONTEXT_CLASSES
-from ctxseg.engine.evaluate import evaluate
-from ctxseg.engine.runtime import Runtime
 from ctxseg.engine.train import train
 from ctxseg.errors import CtxsegError
-from ctxseg.model.load import load_model
 from ctxseg.spec import load_spec
 
 
-def row(spec_path: Path, out: Path, quiet: bool, boundary: int) -> dict:
+def row(spec_path: Path, out: Path, quiet: bool) -> dict:
     started = time.perf_counter()
-    spec = load_spec(spec_path)
-    metrics = train(spec, out, source=str(spec_path), progress=not quiet)
+    metrics = train(load_spec(spec_path), out, source=str(spec_path), progress=not quiet)
     seconds = time.perf_counter() - started
-    if boundary:
-        model, _, _ = load_model(out / "model.safetensors")
-        val = spec.data.dataset.load()(spec.data.dataset.config, "val")
-        metrics, _ = evaluate(model, val, spec.data, Runtime(spec.run), boundary=boundary, progress=not quiet)
     per_class = metrics["per_class_iou"]
     context = [per_class[c] for c in CONTEXT_CLASSES]
     return {"spec": str(spec_path), "mean_iou": metrics["mean_iou"], "context_iou": sum(context) / len(context),
@@ -59,13 +52,11 @@ def main() -> int:
     parser.add_argument("specs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--boundary", type=int, default=0, metavar="PX",
-                        help="also report accuracy within PX pixels of label boundaries and inside (GCN: 7)")
     args = parser.parse_args()
     rows = []
     try:
         for spec in args.specs:
-            rows.append(row(spec, args.out / f"{spec.parent.name}_{spec.stem}", args.quiet, args.boundary))
+            rows.append(row(spec, args.out / f"{spec.parent.name}_{spec.stem}", args.quiet))
     except CtxsegError as error:
         print(f"compare: error: {error}", file=sys.stderr)
         return 2

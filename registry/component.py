@@ -28,6 +28,8 @@ class Kind(str, enum.Enum):
     SCHEDULE = "schedule"
     OPTIMIZER = "optimizer"
     DATASET = "dataset"
+    METRIC = "metric"
+    PASSES = "passes"
 
     def __str__(self) -> str:
         return self.value

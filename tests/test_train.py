@@ -27,9 +27,11 @@ def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, ca
     assert [h["step"] for h in metrics["history"] if "mean_iou" in h] == [2, 4]
     assert len(list((out / "predictions").glob("*.png"))) == 3
 
-    assert main(["eval", str(out / "model.safetensors"), "--json", "--quiet", "--boundary", "7"]) == 0
+    assert main(["eval", str(out / "model.safetensors"), "--json", "--quiet",
+                 "--metric", "gcn.boundary", "--metric-arg", "width=7"]) == 0  # a plugin's metric
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["mean_iou"] == pytest.approx(metrics["final"]["mean_iou"])
+    assert evaluated["boundary_width"] == 7
     assert 0 <= evaluated["boundary_accuracy"] <= 1 and 0 <= evaluated["internal_accuracy"] <= 1
 
     images = sorted((scenes_root / "val" / "images").iterdir())

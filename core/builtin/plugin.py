@@ -22,6 +22,8 @@ def ctxseg_components() -> list[Component]:
                   "poly learning-rate decay (1 - step/total)^power, with linear warm-up"),
         Component("optimizer", "base.sgd", "ctxseg.builtin.optimizers:SGD",
                   "SGD with momentum and weight decay"),
+        Component("passes", "base.single", "ctxseg.builtin.passes:SinglePass",
+                  "one forward pass per batch, in training and at inference", example={}),
         Component("dataset", "base.folder", "ctxseg.data.folder:FolderDataset",
                   "images/ + masks/ (PNG) + classes.json, split by folders"),
         Component("dataset", "base.context_scenes", "ctxseg.data.context_scenes:ContextScenes",

@@ -21,6 +21,7 @@ class Scores(ContextHead):
         dropout: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
 
     field_of_view = 1
+    emits_scores = True
 
     def __init__(self, config: Config, in_channels: int, num_classes: int):
         super().__init__()

@@ -13,14 +13,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ctxseg.data.pipeline import EvalTransform
 from ctxseg.data.samples import read_image
-from ctxseg.engine.evaluate import predict_scores
-from ctxseg.engine.runtime import Runtime
+from ctxseg.engine.inference import Inference
 from ctxseg.errors import CtxsegError
 from ctxseg.files.pictures import colorize, overlay, save_png
-from ctxseg.model.load import load_model
-from ctxseg.simulate import for_inference
 
 __all__ = ["predict"]
 
@@ -34,19 +30,17 @@ def predict(weights: Path, images: Sequence[Path], out: Path, *, format: str = "
     (:meth:`~ctxseg.interfaces.SegmentationDataset.output_formats`), written alone as
     ``<stem>.png`` so that a benchmark's evaluation finds exactly one file per image.
     """
-    model, spec, info = load_model(weights)
+    inference, info = Inference.from_weights(weights)
+    spec = inference.spec
     formats = spec.data.dataset.load().output_formats()
     if format != "palette" and format not in formats:
         offered = ", ".join(["palette", *formats])
         raise CtxsegError(f"{weights}: unknown prediction format {format!r} for its dataset "
                           f"{spec.data.dataset.name!r} (offered: {offered})")
-    runtime = Runtime(spec.run, f"{weights} (embedded spec)")
-    model = for_inference(runtime.model(model), spec.run, f"{weights} (embedded spec)")
-    transform = EvalTransform(spec.data)
     written = []
     for path in tqdm(images, desc="predict", disable=not progress):
         image = read_image(path)
-        prediction = predict_scores(model, transform(image, None)[0], runtime).argmax(0).cpu()
+        prediction = inference.predict(image)
         if format == "palette":
             save_png(colorize(prediction, info.palette), out / f"{path.stem}.png")
             save_png(overlay(image, prediction, info.palette), out / f"{path.stem}_overlay.png")

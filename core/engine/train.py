@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from ctxseg.data.pipeline import train_loader
 from ctxseg.engine.evaluate import evaluate
+from ctxseg.engine.inference import Inference
 from ctxseg.engine.runtime import Runtime
 from ctxseg.errors import CtxsegError
 from ctxseg.files.atomic import atomic_path
@@ -29,7 +31,6 @@ from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpo
 from ctxseg.files.pictures import panel, plot_curves, save_png
 from ctxseg.files.weights import load_state, read_weights, save_weights
 from ctxseg.model import SegmentationModel
-from ctxseg.simulate import SHIFTS, for_inference, label_phase, shifted
 from ctxseg.spec import Spec
 
 __all__ = ["train"]
@@ -44,39 +45,14 @@ def _build_data(spec: Spec):
     return cls(ref.config, "train"), cls(ref.config, "val")
 
 
-def _weighted(model: SegmentationModel, criterion: torch.nn.Module, outputs: dict[str, torch.Tensor],
-              labels: torch.Tensor) -> torch.Tensor:
-    """The main loss plus the auxiliary heads' losses times their weights, all against ``labels``."""
-    parts = {name: criterion(scores, labels) for name, scores in outputs.items()}
-    return parts["out"] + sum(model.aux_weights[n] * v for n, v in parts.items() if n != "out")
-
-
-def _backward(model: SegmentationModel, criterion: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
-              runtime: Runtime, simulate: str, scale: float) -> float:
-    """Forward and backward one batch, its loss times ``scale``; return the unscaled loss.
-
-    With ``simulate`` (a layer's path), the batch runs in FCRN's four shifted passes,
-    each scored against the labels at its own pixels (:mod:`ctxseg.simulate`).
-    """
-    if not simulate:
-        with runtime.autocast():
-            outputs = model(images)
-        loss = _weighted(model, criterion, outputs, masks)
-        (loss * scale).backward()
-        return loss.item()
-    total = 0.0
-    for dy, dx in SHIFTS:
-        with shifted(model, simulate, dy, dx), runtime.autocast():
-            outputs = model.scores(images)
-        size = outputs["out"].shape[-2:]
-        if any(scores.shape[-2:] != size for scores in outputs.values()):
-            raise CtxsegError(f"run.simulate.layer: an auxiliary head reads a feature from before "
-                              f"{simulate!r}; simulation needs every scored map after it")
-        labels = label_phase(masks, model.output_stride // 2, dy, dx, size)
-        loss = _weighted(model, criterion, outputs, labels) / len(SHIFTS)
-        (loss * scale).backward()
-        total += loss.item()
-    return total
+def _objective(model: SegmentationModel, criterion: torch.nn.Module,
+               scale: float) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
+    """The loss of one pass, times ``scale``: the main output's plus the auxiliary heads'
+    times their weights, all against the same labels."""
+    def objective(outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        parts = {name: criterion(scores, labels) for name, scores in outputs.items()}
+        return scale * (parts["out"] + sum(model.aux_weights[n] * v for n, v in parts.items() if n != "out"))
+    return objective
 
 
 def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False,
@@ -97,6 +73,8 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     if spec.model.init:
         load_state(model, read_weights(spec.model.init)[0], spec.model.init, partial=True)
     model = runtime.model(model)
+    passes = run.passes.load()(run.passes.config, model, source)  # a model it cannot run is named before training
+    inference = Inference(model, spec, source=source)
     criterion = spec.loss.load()(spec.loss.config, train_set.ignore_index)
     optimizer = spec.optimizer.load()(spec.optimizer.config, [p for p in model.parameters() if p.requires_grad])
     schedule = spec.schedule.load()(spec.schedule.config, run.steps)
@@ -111,8 +89,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     eval_every = run.eval_every or run.steps
 
     model.train()
-    inference = for_inference(model, run, source)  # names a layer that cannot be simulated, before training
-    simulate = run.simulate.layer if run.simulate.train else ""
+    objective = _objective(model, criterion, 1 / run.accumulate)
     batches = iter(train_loader(train_set, spec.data, run.seed, start_step=state.step * run.accumulate))
     bar = tqdm(total=run.steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
     started, running = time.perf_counter(), []
@@ -125,7 +102,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
         for _ in range(run.accumulate):
             images, masks = next(batches)
             images, masks = runtime.images(images), masks.to(runtime.device)
-            loss += _backward(model, criterion, images, masks, runtime, simulate, 1 / run.accumulate) / run.accumulate
+            loss += passes.backward(model, images, masks, objective, runtime.autocast)
             if not math.isfinite(loss):
                 raise CtxsegError(f"{source}: training diverged at step {state.step} (loss {loss}); "
                                   "lower optimizer.lr or check the data")
@@ -139,7 +116,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
             running = []
         if state.step % eval_every == 0 or state.step == run.steps:
             last = state.step == run.steps
-            metrics, examples = evaluate(inference, val_set, spec.data, runtime, keep=PICTURES * last,
+            metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * last,
                                          progress=progress)
             state.history.append({"step": state.step, **{k: v for k, v in metrics.items() if k != "per_class_iou"}})
             bar.write(f"step {state.step}: val mIoU {100 * metrics['mean_iou']:.1f}%")
@@ -147,7 +124,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     bar.close()
     elapsed = time.perf_counter() - started
     if not trains:  # resumed a finished run: nothing was trained, evaluate once
-        metrics, examples = evaluate(inference, val_set, spec.data, runtime, keep=PICTURES, progress=progress)
+        metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES, progress=progress)
     save_weights(out / "model.safetensors", model, resolved, classes, train_set.palette, metrics)
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps({"final": metrics, "train_seconds": elapsed, "steps": run.steps,

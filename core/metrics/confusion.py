@@ -9,10 +9,9 @@ labels or the predictions; frequency-weighted IoU sum_i t_i IoU_i / sum_i t_i.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BoundaryAccuracy", "ConfusionMatrix"]
+__all__ = ["ConfusionMatrix"]
 
 
 class ConfusionMatrix:
@@ -51,43 +50,3 @@ class ConfusionMatrix:
             "frequency_weighted_iou": float((truth * iou.nan_to_num()).sum() / total),
             "per_class_iou": {name: float(v) for name, v in zip(names, iou, strict=True)},
         }
-
-
-class BoundaryAccuracy:
-    """Pixel accuracy near label boundaries and away from them (GCN, Peng et al., Sec. 4.1.3).
-
-    A pixel is in the boundary region when a pixel of another label (ignored pixels
-    excluded) lies within ``width`` pixels of it in the chessboard metric (a square
-    window; the paper says "within 7 pixels" without naming a metric); all other
-    labelled pixels are internal. GCN claims its large kernels help internal pixels and
-    its boundary refinement helps boundary pixels (Table 5).
-    """
-
-    def __init__(self, width: int = 7, ignore_index: int = 255):
-        self.width, self.ignore_index = width, ignore_index
-        self.correct = torch.zeros(2, dtype=torch.int64)  # boundary, internal
-        self.total = torch.zeros(2, dtype=torch.int64)
-
-    def boundary(self, target: Tensor) -> Tensor:
-        """Boolean ``(H, W)`` (or batched) map of the boundary region of a label map."""
-        labels = target.reshape(-1, 1, *target.shape[-2:]).float()
-        valid = target.reshape(labels.shape) != self.ignore_index
-        k, pad = 2 * self.width + 1, self.width
-        # A window holds two labels iff its max and min differ (ignored pixels left out of both).
-        high = F.max_pool2d(torch.where(valid, labels, -1.0), k, 1, pad)
-        low = -F.max_pool2d(torch.where(valid, -labels, -1e9), k, 1, pad)
-        return (high != low).reshape(target.shape)
-
-    def update(self, prediction: Tensor, target: Tensor) -> None:
-        valid = target != self.ignore_index
-        near = self.boundary(target)
-        correct = (prediction == target) & valid
-        for i, region in enumerate((near & valid, ~near & valid)):
-            self.correct[i] += (correct & region).sum().cpu()
-            self.total[i] += region.sum().cpu()
-
-    def compute(self) -> dict[str, float]:
-        accuracy = self.correct.double() / self.total.clamp_min(1).double()
-        return {"boundary_width": self.width, "boundary_accuracy": float(accuracy[0]),
-                "internal_accuracy": float(accuracy[1]),
-                "boundary_fraction": float(self.total[0].double() / self.total.sum().clamp_min(1).double())}

@@ -7,6 +7,9 @@ The graph is the one the five papers share::
                                                                        -> classifier -> upsample -> "out"
                       \\-> features[aux.input] -> aux head -> classifier -> upsample -> "aux.<input>"
 
+There is no classifier after a last context head or a fusion that already emits the
+class scores (``emits_scores``).
+
 Channel counts flow forward from the backbone's declaration; auxiliary heads run only
 in training mode, so inference pays nothing for them. Two training options act on
 the assembled model as a whole: how batch norm trains (``batch_norm``) and dropout on
@@ -73,7 +76,7 @@ class SegmentationModel(nn.Module):
 
         self.fusion = None
         self.fusion_inputs: tuple[str, ...] = ()
-        emits_scores = False
+        last, emits_scores = f"model.context[{len(self.context) - 1}]", bool(self.context) and self.context[-1].emits_scores
         if spec.fusion is not None:
             self.fusion_inputs = tuple(
                 name if name == CONTEXT else feature(name, f"model.fusion.inputs[{i}]")
@@ -83,13 +86,13 @@ class SegmentationModel(nn.Module):
             strides = [self.backbone.strides[self.input if n == CONTEXT else n] for n in self.fusion_inputs]
             self.fusion = self._maybe_freeze(
                 spec.fusion.load()(spec.fusion.config, in_channels, strides, num_classes), spec.fusion)
-            channels, emits_scores = self.fusion.out_channels, self.fusion.emits_scores
+            last, channels, emits_scores = "model.fusion", self.fusion.out_channels, self.fusion.emits_scores
 
-        if spec.classifier.enabled and not emits_scores:
+        if not emits_scores:
             self.classifier = _classifier(channels, num_classes, spec.classifier)
         elif channels != num_classes:
-            raise SpecError(f"{source}: model.classifier.enabled: the model ends with {channels} channels, "
-                            f"not the {num_classes} class scores; enable the classifier")
+            raise SpecError(f"{source}: {last}: emits class scores, but {channels} channels, "
+                            f"not the {num_classes} classes")
         else:
             self.classifier = nn.Identity()
 

@@ -14,18 +14,19 @@ from ctxseg.spec.schema import (
     DropoutSpec,
     FusionRef,
     LossRef,
+    MetricRef,
     ModelSpec,
     ModuleRef,
     OptimizerRef,
+    PassesRef,
     Ref,
     RunSpec,
     ScheduleRef,
-    SimulateSpec,
     Spec,
 )
 
 __all__ = [
     "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
-    "FusionRef", "LossRef", "ModelSpec", "ModuleRef", "OptimizerRef", "Ref", "RunSpec", "ScheduleRef",
-    "SimulateSpec", "Spec", "load_spec", "spec_from_dict",
+    "FusionRef", "LossRef", "MetricRef", "ModelSpec", "ModuleRef", "OptimizerRef", "PassesRef", "Ref", "RunSpec",
+    "ScheduleRef", "Spec", "load_spec", "spec_from_dict",
 ]

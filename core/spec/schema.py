@@ -24,8 +24,8 @@ from ctxseg.spec.convert import InvalidValue, converter, unstructure
 
 __all__ = [
     "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
-    "FusionRef", "LossRef", "ModelSpec", "ModuleRef", "OptimizerRef", "Ref", "RunSpec", "ScheduleRef",
-    "SimulateSpec", "Spec",
+    "FusionRef", "LossRef", "MetricRef", "ModelSpec", "ModuleRef", "OptimizerRef", "PassesRef", "Ref", "RunSpec",
+    "ScheduleRef", "Spec",
 ]
 
 
@@ -103,6 +103,16 @@ class DatasetRef(Ref):
     kind = Kind.DATASET
 
 
+@attrs.frozen
+class PassesRef(Ref):
+    kind = Kind.PASSES
+
+
+@attrs.frozen
+class MetricRef(Ref):
+    kind = Kind.METRIC
+
+
 @functools.cache
 def _keys_class(ref_cls: type[Ref]) -> type:
     """An attrs class of the framework keys a Ref subclass adds (for strict structuring)."""
@@ -142,10 +152,9 @@ def _default(ref_cls: type[Ref], name: str) -> Any:
 
 @attrs.frozen(kw_only=True)
 class ClassifierSpec:
-    """The 1x1 convolution from the last feature map to class scores."""
+    """The 1x1 convolution from the last feature map to class scores; left out when the
+    last context head or the fusion already emits them (``emits_scores``)."""
 
-    enabled: bool = True
-    """False when the last head or the fusion already emits class scores."""
     dropout: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
     """Dropout before the 1x1 conv; 0 by default because heads (FCN, PSPNet) end with their own."""
 
@@ -230,24 +239,6 @@ class DataSpec:
 
 
 @attrs.frozen(kw_only=True)
-class SimulateSpec:
-    """Run the model as its finer self: four passes shifted before one down-sampling layer.
-
-    FCRN (Wu et al., Sec. 3.2, Fig. 1) simulates a network whose ``layer`` has stride
-    1 and later convolutions twice the dilation, at a quarter of its activation memory:
-    see :mod:`ctxseg.simulate`.
-    """
-
-    layer: str = ""
-    """Module path of the last down-sampling layer, e.g. "backbone.layer2" for a ResNet at
-    output stride 8 simulated at 4; empty turns simulation off."""
-    train: bool = True
-    """Train with the four passes, their gradients accumulated before one update."""
-    test: bool = True
-    """Evaluate and predict with the four passes interleaved into the finer score map."""
-
-
-@attrs.frozen(kw_only=True)
 class RunSpec:
     steps: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
     """Optimizer updates."""
@@ -264,7 +255,9 @@ class RunSpec:
     channels_last: bool = False
     threads: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     """CPU threads for torch; 0 keeps torch's default."""
-    simulate: SimulateSpec = attrs.Factory(SimulateSpec)
+    passes: PassesRef = _default(PassesRef, "base.single")
+    """How the model runs on a batch in training and at inference: "base.single" (one
+    forward pass), or a plugin's, e.g. "fcrn.simulated" (FCRN's four shifted passes)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -277,6 +270,9 @@ class Spec:
     optimizer: OptimizerRef = _default(OptimizerRef, "base.sgd")
     schedule: ScheduleRef = _default(ScheduleRef, "base.poly")
     run: RunSpec = attrs.Factory(RunSpec)
+    metrics: tuple[MetricRef, ...] = ()
+    """Measures evaluated beside the confusion matrix's ([[metrics]] tables), e.g.
+    GCN's boundary accuracy ("gcn.boundary")."""
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as a TOML-compatible table (every default filled in)."""

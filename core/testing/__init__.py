@@ -37,6 +37,7 @@ from ctxseg.registry import Component, Kind
 from ctxseg.testing.datasets import check_dataset
 from ctxseg.testing.modules import check_backbone, check_context_head, check_fusion
 from ctxseg.testing.plugin import check_plugin
+from ctxseg.testing.running import check_metric, check_passes
 from ctxseg.testing.training import check_loss, check_optimizer, check_schedule
 
 __all__ = [
@@ -46,12 +47,12 @@ __all__ = [
     "check_dataset",
     "check_fusion",
     "check_loss",
+    "check_metric",
     "check_optimizer",
+    "check_passes",
     "check_plugin",
     "check_schedule",
 ]
-
-
 
 
 def check_component(
@@ -100,6 +101,8 @@ def _infer_kind(cls: type) -> Kind:
         Kind.SCHEDULE: interfaces.Schedule,
         Kind.OPTIMIZER: torch.optim.Optimizer,
         Kind.DATASET: interfaces.SegmentationDataset,
+        Kind.METRIC: interfaces.Metric,
+        Kind.PASSES: interfaces.Passes,
     }
     for kind, base in bases.items():
         if isinstance(cls, type) and issubclass(cls, base):
@@ -115,4 +118,6 @@ _CHECKS: dict[Kind, Callable[..., None]] = {
     Kind.SCHEDULE: check_schedule,
     Kind.OPTIMIZER: check_optimizer,
     Kind.DATASET: check_dataset,
+    Kind.METRIC: check_metric,
+    Kind.PASSES: check_passes,
 }

@@ -42,8 +42,6 @@ def _single_threaded(check: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-
-
 def _who(kind: Kind, cls: type, name: str | None) -> str:
     return f"{kind} {name or getattr(cls, '__qualname__', repr(cls))!r}"
 

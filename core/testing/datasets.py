@@ -20,8 +20,6 @@ from ctxseg.testing._harness import (
 __all__ = ["check_dataset"]
 
 
-
-
 @_single_threaded
 def check_dataset(cls: type, config: Any = None, *, name: str | None = None, max_examples: int = 8) -> None:
     """Both splits hold samples of the documented types, with consistent class metadata.

@@ -33,8 +33,6 @@ from ctxseg.testing._harness import (
 __all__ = ["check_backbone", "check_context_head", "check_fusion"]
 
 
-
-
 @_single_threaded
 def check_backbone(cls: type, config: Any = None, *, name: str | None = None, max_examples: int = 8) -> None:
     """Images ``(2, 3, H, W)`` -> every declared output at its declared channels and stride.
@@ -98,7 +96,8 @@ def check_context_head(cls: type, config: Any = None, *, name: str | None = None
     head from whatever the backbone declares and inputs of any size. Also checks:
     finite values; a gradient for every trainable parameter and for the input (train
     mode); bitwise-repeatable eval passes; no leakage across the batch in eval mode;
-    and a declared ``field_of_view`` is the window its output pixel really sees.
+    a declared ``field_of_view`` is the window its output pixel really sees; and a head
+    that declares ``emits_scores`` has ``num_classes`` output channels.
     """
     who = _who(Kind.CONTEXT_HEAD, cls, name)
     config = _make_config(who, cls, config)
@@ -111,6 +110,9 @@ def check_context_head(cls: type, config: Any = None, *, name: str | None = None
         with _seeded(seed):
             head = _construct(who, lambda: cls(config, in_channels, num_classes), where)
             out_channels = _declared_out_channels(who, head, where)
+            if getattr(head, "emits_scores", False) and out_channels != num_classes:
+                _fail(who, f"declares emits_scores but out_channels={out_channels}, not num_classes={num_classes} "
+                           f"({where})")
             expected = _Expected((BATCH, out_channels, height, width),
                                  f"declared out_channels={out_channels}", "the input's size")
             x = torch.randn(BATCH, in_channels, height, width)

@@ -28,8 +28,6 @@ from ctxseg.testing._harness import (
 __all__ = ["check_loss", "check_optimizer", "check_schedule"]
 
 
-
-
 @_single_threaded
 def check_loss(cls: type, config: Any = None, *, name: str | None = None, max_examples: int = 8) -> None:
     """Scores ``(2, K, h, w)`` and labels -> a finite scalar >= 0 that ignores ``ignore_index``.

@@ -3,9 +3,9 @@
     python examples/benchmarks/fcrn_simulation.py [--depth 50] [--size 256] [--device cpu]
 
 The 1/8 FCRN (ResNet, k = 5, d = 12 classifier, fixed batch-norm statistics) simulates
-the 1/4 network by four passes shifted before ``backbone.layer2`` (ctxseg.simulate);
+the 1/4 network by four passes shifted before ``backbone.layer2`` (ctxseg_fcrn.simulate);
 the direct 1/4 network is the same weights with that stride removed and later
-dilations doubled (``ctxseg.simulate.finer``). Each mode runs in a fresh process and
+dilations doubled (``ctxseg_fcrn.simulate.finer``). Each mode runs in a fresh process and
 reports:
 
 - activations: bytes autograd saves for the backward pass, weights not counted
@@ -59,14 +59,14 @@ def measure(mode: str, depth: int, size: int, device: str) -> dict:
     import torch
 
     from ctxseg.model import SegmentationModel
-    from ctxseg.simulate import SHIFTS, Simulated, finer, shifted
     from ctxseg.spec import spec_from_dict
+    from ctxseg_fcrn.simulate import SHIFTS, Simulated, finer, shifted
 
     torch.manual_seed(0)
     spec = spec_from_dict({"model": {
         "backbone": {"name": "base.resnet", "depth": depth, "output_stride": 8},
         "context": [{"name": "fcrn.classifier", "kernel": 5, "dilation": 12}],
-        "classifier": {"enabled": False}, "batch_norm": "frozen_statistics"}})
+        "batch_norm": "frozen_statistics"}})
     model = SegmentationModel(spec.model, 21, pretrained=False).to(device).train()
     images = torch.randn(1, 3, size, size, device=device)
     labels = torch.randint(0, 21, (1, size // 4, size // 4), device=device)

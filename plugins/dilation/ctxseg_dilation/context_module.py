@@ -97,6 +97,7 @@ class ContextModule(ContextHead):
     def __init__(self, config: Config, in_channels: int, num_classes: int):
         super().__init__()
         self.out_channels = in_channels  # C maps in, C maps out (Sec. 3)
+        self.emits_scores = in_channels == num_classes  # on the front end's C score maps, as in the paper
         self.padding = config.padding
         widths = [in_channels * factor for factor in WIDTHS[config.variant]]
         layers: list[nn.Module] = []

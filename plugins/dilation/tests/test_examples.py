@@ -46,7 +46,6 @@ def test_front_end_spec_is_its_table_row(name: str) -> None:
     assert (backbone.config.fc_channels, backbone.config.dropout, backbone.config.intermediate_padding) == (
         4096, 0.5, False)
     assert [ref.name for ref in spec.model.context][:1] == ["base.scores"]
-    assert not spec.model.classifier.enabled
     assert (spec.data.batch_size, spec.data.crop_size, spec.data.dataset.config.root) == (14, 512, "data/VOCdevkit/VOC2012")
     optimizer = spec.optimizer.config
     assert (spec.optimizer.name, optimizer.lr, optimizer.momentum) == ("base.sgd", 1e-3, 0.9)  # Sec. 4 and 5
@@ -93,7 +92,7 @@ def test_context_scenes_spec_is_the_fcn_baseline_with_the_module(name: str) -> N
     fcn_context = fcn["model"].pop("context")
     assert context[: len(fcn_context)] == fcn_context  # base.fcn, 128 channels
     assert context[len(fcn_context)] == {"name": "base.scores", "frozen": False, "dropout": 0.0}
-    assert spec["model"].pop("classifier") == {"enabled": False, "dropout": 0.0}
+    assert spec["model"].pop("classifier") == {"dropout": 0.0}
     fcn["model"].pop("classifier")
     assert spec == fcn
     module = CONTEXT_SCENES[name]

@@ -24,7 +24,7 @@ __all__ = ["DilatedClassifier"]
 class DilatedClassifier(ContextHead):
     """A k x k convolution of dilation d (zero-padded to keep the size) to ``num_classes`` scores.
 
-    Emits class scores: a spec using it sets ``[model.classifier] enabled = false``.
+    Emits the class scores (``emits_scores``), so no classifier follows it.
     """
 
     @attrs.define(frozen=True, kw_only=True)
@@ -37,6 +37,7 @@ class DilatedClassifier(ContextHead):
     def __init__(self, config: Config, in_channels: int, num_classes: int):
         super().__init__()
         self.out_channels = num_classes
+        self.emits_scores = True
         self.field_of_view = (config.kernel - 1) * config.dilation + 1
         self.conv = nn.Conv2d(in_channels, num_classes, config.kernel, dilation=config.dilation,
                               padding=config.dilation * (config.kernel - 1) // 2)

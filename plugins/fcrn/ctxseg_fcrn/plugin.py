@@ -2,8 +2,9 @@
 
 Only records here, no torch import. The rest of FCRN is general machinery of the
 core, set from TOML: the ResNet is ``base.resnet``; frozen batch-norm statistics are
-``model.batch_norm``, dropout in the top-most blocks ``model.dropout``, several crops
-per update ``run.accumulate`` and the simulated high-resolution network ``run.simulate``.
+``model.batch_norm``, dropout in the top-most blocks ``model.dropout`` and several crops
+per update ``run.accumulate``. The simulated high-resolution network is this plugin's
+way to run a model, ``[run.passes] name = "fcrn.simulated"``.
 """
 
 from ctxseg.registry import Component, hookimpl
@@ -21,5 +22,10 @@ def ctxseg_components() -> list[Component]:
             "loss", "fcrn.bootstrapping", "ctxseg_fcrn.bootstrapping:OnlineBootstrapping",
             "cross-entropy over the hard pixels only: the top K per crop, or those below probability t (Eq. 1)",
             example={"top_k": 16},
+        ),
+        Component(
+            "passes", "fcrn.simulated", "ctxseg_fcrn.simulate:SimulatedPasses",
+            "the finer network (output stride / 2) simulated by four passes shifted before a down-sampling layer",
+            example={"layer": "backbone.layer2"},
         ),
     ]

@@ -20,7 +20,6 @@ def fcrn(stride: int, kernel: int, dilation: int, depth: int = 18) -> Segmentati
     spec = spec_from_dict({"model": {
         "backbone": {"name": "base.resnet", "depth": depth, "output_stride": stride},
         "context": [{"name": "fcrn.classifier", "kernel": kernel, "dilation": dilation}],
-        "classifier": {"enabled": False},
     }})
     return SegmentationModel(spec.model, num_classes=21, pretrained=False)
 
@@ -43,6 +42,14 @@ def test_declared_span_is_the_measured_one(kernel, dilation):
     rows, cols = reached.any(1).nonzero().flatten(), reached.any(0).nonzero().flatten()
     assert rows[-1] - rows[0] + 1 == cols[-1] - cols[0] + 1 == head.field_of_view
     assert int(reached.sum()) == kernel * kernel
+
+
+def test_it_emits_the_scores_so_the_model_adds_no_classifier():
+    """Sec. 3.1: the k x k convolution maps the features straight to the class scores."""
+    model = fcrn(8, 3, 12)
+    assert model.context[0].emits_scores and isinstance(model.classifier, torch.nn.Identity)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in model.backbone.parameters()) + (
+        3 * 3 * 512 * 21 + 21)  # ResNet-18's 512 features to 21 classes, nothing after it
 
 
 def test_parameters_are_one_convolution():

@@ -61,7 +61,7 @@ def check_fcrn(spec, depth: int, stride: int, kernel: int, dilation: int, data: 
     backbone, (head,) = spec.model.backbone, spec.model.context
     assert (backbone.name, backbone.config.depth, backbone.config.output_stride) == ("base.resnet", depth, stride)
     assert (head.name, head.config.kernel, head.config.dilation) == ("fcrn.classifier", kernel, dilation)
-    assert not spec.model.classifier.enabled and not spec.model.aux and not spec.model.fusion
+    assert not spec.model.aux and not spec.model.fusion
     assert spec.model.batch_norm == "frozen_statistics"  # Sec. 3.2
     assert spec.data.crop_size >= field_of_view(spec)  # Sec. 4.3: a FoV beyond the crop is not learned
     dataset = spec.data.dataset
@@ -125,5 +125,7 @@ def test_simulated_context_scenes_spec_differs_only_in_the_simulation():
     spec, baseline = load_spec(EXAMPLES / SIMULATED), load_spec(EXAMPLES / "context_scenes_ce.toml")
     assert (spec.model, spec.data, spec.loss, spec.optimizer, spec.schedule) == (
         baseline.model, baseline.data, baseline.loss, baseline.optimizer, baseline.schedule)
-    assert attrs.evolve(spec.run, simulate=baseline.run.simulate) == baseline.run
-    assert (spec.run.simulate.layer, spec.run.simulate.train, spec.run.simulate.test) == ("backbone.layer2", True, True)
+    assert attrs.evolve(spec.run, passes=baseline.run.passes) == baseline.run
+    passes = spec.run.passes
+    assert (passes.name, passes.config.layer, passes.config.train, passes.config.test) == (
+        "fcrn.simulated", "backbone.layer2", True, True)

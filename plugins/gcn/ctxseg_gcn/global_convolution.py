@@ -53,8 +53,8 @@ class GlobalConvolution(ContextHead):
     """GCN (Fig. 2 B): ``(k x 1 then 1 x k) + (1 x k then k x 1)``, no nonlinearity.
 
     ``(B, in_channels, h, w) -> (B, channels or num_classes, h, w)``: by default the
-    block produces the class score maps, as in the paper's pipeline; as a context head
-    on its own, disable the model's classifier (``[model.classifier] enabled = false``).
+    block produces the class score maps, as in the paper's pipeline (``emits_scores``:
+    no classifier follows it).
     Every output depends on exactly the k x k window around it.
     """
 
@@ -72,6 +72,7 @@ class GlobalConvolution(ContextHead):
         self.left = nn.Sequential(vertical(in_channels, out, k), horizontal(out, out, k))
         self.right = nn.Sequential(horizontal(in_channels, out, k), vertical(out, out, k))
         self.out_channels = out
+        self.emits_scores = not config.channels
 
     def forward(self, x: Tensor) -> Tensor:
         return self.left(x) + self.right(x)  # (B, out_channels, h, w)

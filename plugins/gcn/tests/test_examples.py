@@ -68,7 +68,7 @@ def test_spec_is_its_table_row(name: str) -> None:
     assert fusion.name == "gcn.fusion" and fusion.inputs == C2_TO_C5
     config = fusion.config
     assert (config.head, config.kernel, config.stack_channels, config.refine) == (head, kernel, stack_channels, refine)
-    assert not spec.model.classifier.enabled and not spec.model.aux and not spec.model.context
+    assert not spec.model.aux and not spec.model.context
     # Sec. 4: SGD, batch 1, momentum 0.99, weight decay 5e-4; inputs padded to 512 x 512 (Sec. 4.1).
     assert (spec.data.batch_size, spec.data.crop_size, spec.data.flip) == (1, 512, True)
     assert (spec.optimizer.config.momentum, spec.optimizer.config.weight_decay) == (0.99, 5e-4)

@@ -139,7 +139,6 @@ def test_a_resnet18_model_scores_at_full_resolution() -> None:
     spec = spec_from_dict({"model": {
         "backbone": {"name": "base.resnet", "depth": 18, "output_stride": 32},
         "fusion": {"name": "gcn.fusion", "inputs": ["c2", "c3", "c4", "c5"], "kernel": 15},
-        "classifier": {"enabled": False},
     }}).model
     torch.manual_seed(0)
     model = SegmentationModel(spec, num_classes=5, pretrained=False)

@@ -73,7 +73,6 @@ def test_spec_is_its_table_row(name: str) -> None:
     assert (f.mode, f.normalize, f.global_context, f.projection) == (mode, normalize, context, projection)
     if normalize:
         assert f.scale == scale
-    assert spec.model.classifier.enabled == (mode == "early")
 
 
 def test_context_scenes_spec_differs_from_the_fcn_baseline_only_by_global_context() -> None:

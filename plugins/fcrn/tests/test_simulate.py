@@ -1,4 +1,4 @@
-"""FCRN's simulated high-resolution network (ctxseg.simulate) is the finer network, exactly.
+"""FCRN's simulated high-resolution network (ctxseg_fcrn.simulate) is the finer network, exactly.
 
 The finer network is the same weights with the down-sampling layer's stride removed
 and every later convolution dilated twice as much. In float64 the four shifted passes,
@@ -9,24 +9,25 @@ to its gradient.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ctxseg.engine.runtime import Runtime
-from ctxseg.engine.train import _backward
 from ctxseg.errors import SpecError
 from ctxseg.model import SegmentationModel
-from ctxseg.simulate import (
+from ctxseg.spec import spec_from_dict
+from ctxseg_fcrn.simulate import (
     SHIFTS,
     Simulated,
+    SimulatedPasses,
     finer,
     interleave,
     label_phase,
     shifted,
     upsample_finer,
 )
-from ctxseg.spec import RunSpec, spec_from_dict
 
 
 def _model(depth: int, output_stride: int, batch_norm: str = "batch") -> SegmentationModel:
@@ -93,10 +94,11 @@ def test_the_passes_gradients_add_up_to_the_finer_networks():
     criterion = torch.nn.CrossEntropyLoss()
     images = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     labels = torch.randint(0, 3, (2, 32, 32))
-    runtime = Runtime(RunSpec(device="cpu"))
     fine = finer(model, "backbone.layer2", images).train()
 
-    loss = _backward(model, criterion, images, labels, runtime, "backbone.layer2", 1.0)
+    passes = SimulatedPasses(SimulatedPasses.Config(layer="backbone.layer2"), model)
+    loss = passes.backward(model, images, labels, lambda outputs, target: criterion(outputs["out"], target),
+                           contextlib.nullcontext)
     centres = torch.arange(4, 33, 4).clamp(max=31)  # pixel p of the stride-4 map stands for 4p + 3.5
     fine_loss = criterion(fine.scores(images)["out"], labels[:, centres[:, None], centres])
     fine_loss.backward()
@@ -130,33 +132,7 @@ def test_interleave_puts_each_pass_on_its_phase():
 def test_a_layer_that_cannot_be_simulated_is_named(layer, message):
     with pytest.raises(SpecError) as error:
         Simulated(_model(18, 8), layer, "spec.toml")
-    assert str(error.value).startswith("spec.toml: run.simulate.layer: ") and message in str(error.value)
-
-
-def test_training_and_evaluating_with_simulation(tmp_path, tiny_spec_file):
-    from ctxseg.engine.train import train
-    from ctxseg.spec import load_spec
-
-    text = tiny_spec_file.read_text().replace('[[model.aux]]\nname = "base.fcn"\ninput = "c4"\nweight = 0.4\n'
-                                              'channels = 8\n', '[model]\nbatch_norm = "frozen_statistics"\n')
-    text = text.replace('device = "cpu"', 'device = "cpu"\n\n[run.simulate]\nlayer = "backbone.layer2"')
-    tiny_spec_file.write_text(text.replace("steps = 4", "steps = 2"))
-    spec = load_spec(tiny_spec_file)
-    assert spec.run.simulate.layer == "backbone.layer2" and not spec.model.aux
-    metrics = train(spec, tmp_path / "simulated", progress=False)
-    assert 0 <= metrics["mean_iou"] <= 1
-
-
-def test_an_aux_head_before_the_shifted_layer_is_refused(tmp_path, tiny_spec_file):
-    from ctxseg.engine.train import train
-    from ctxseg.errors import CtxsegError
-    from ctxseg.spec import load_spec
-
-    text = tiny_spec_file.read_text().replace('input = "c4"', 'input = "c2"')
-    text = text.replace('device = "cpu"', 'device = "cpu"\n\n[run.simulate]\nlayer = "backbone.layer2"')
-    tiny_spec_file.write_text(text)
-    with pytest.raises(CtxsegError, match="an auxiliary head reads a feature from before 'backbone.layer2'"):
-        train(load_spec(tiny_spec_file), tmp_path / "aux", progress=False)
+    assert str(error.value).startswith("spec.toml: run.passes.layer: ") and message in str(error.value)
 
 
 def test_the_finer_map_is_upsampled_to_where_its_pixels_stand():
@@ -179,29 +155,3 @@ def test_simulated_forward_is_the_finer_map_upsampled():
     with torch.no_grad():
         torch.testing.assert_close(simulated(images)["out"],
                                    upsample_finer(simulated.scores(images)["out"], (32, 40), 4))
-
-
-def test_training_names_a_bad_layer_before_it_starts(tmp_path, tiny_spec_file):
-    from ctxseg.engine.train import train
-    from ctxseg.spec import load_spec
-
-    text = tiny_spec_file.read_text().replace(
-        'device = "cpu"', 'device = "cpu"\n\n[run.simulate]\nlayer = "backbone.layer1"\ntest = false')
-    tiny_spec_file.write_text(text)
-    with pytest.raises(SpecError, match=r"tiny.toml: run.simulate.layer: 'backbone.layer1' must down-sample"):
-        train(load_spec(tiny_spec_file), tmp_path / "bad", source=str(tiny_spec_file), progress=False)
-    assert not (tmp_path / "bad" / "checkpoint.safetensors").exists()
-
-
-def test_inspect_reports_the_simulated_output_stride(tiny_spec_file, capsys):
-    import json
-
-    from ctxseg.cli import main
-
-    text = tiny_spec_file.read_text()
-    tiny_spec_file.write_text(text.replace('device = "cpu"', 'device = "cpu"\n\n[run.simulate]\nlayer = "backbone.layer2"'))
-    assert main(["inspect", str(tiny_spec_file), "--json", "--input-size", "32", "32"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert (report["output_stride"], report["simulated_output_stride"]) == (8, 4)
-    assert main(["inspect", str(tiny_spec_file), "--input-size", "32", "32"]) == 0
-    assert "simulated output stride (run.simulate)            4" in capsys.readouterr().out

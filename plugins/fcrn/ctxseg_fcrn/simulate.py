@@ -19,7 +19,10 @@ simulation equals the finer network everywhere, border included, whatever the si
 (``model.batch_norm``), as the paper trains, or eval mode: batch statistics differ
 from pass to pass.
 
-Where the finer map's pixels lie: ``ctxseg.model.upsample`` places pixel i of a map of
+:class:`SimulatedPasses` makes it a way to run a model (``[run.passes] name =
+"fcrn.simulated"``), in training, at inference, or both.
+
+Where the finer map's pixels lie: ``ctxseg.nn.upsample`` places pixel i of a map of
 stride s at input position ``s i + (s - 1) / 2``, and a model learns to predict for that
 position. Pass (dy, dx) is the coarse network on the input moved by s/2 pixels, so pixel
 p of the finer map stands for ``(s/2) p + (s - 1) / 2``: half a finer pixel further
@@ -35,17 +38,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctxseg.errors import SpecError
-from ctxseg.model import submodule
-from ctxseg.spec import RunSpec
+from ctxseg.errors import CtxsegError, SpecError
+from ctxseg.interfaces import Passes
+from ctxseg.nn import submodule
 
-__all__ = ["SHIFTS", "Simulated", "finer", "for_inference", "interleave", "label_phase", "shifted", "upsample_finer"]
+__all__ = ["SHIFTS", "Simulated", "SimulatedPasses", "finer", "interleave", "label_phase", "shifted", "upsample_finer"]
 
 SHIFTS = ((0, 0), (0, 1), (1, 0), (1, 1))
 """The four passes: (rows, columns) the map is shifted by before down-sampling."""
@@ -53,7 +58,7 @@ SHIFTS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 def _strided(model: nn.Module, path: str, source: str = "<spec>") -> list[nn.Conv2d]:
     """The stride-2 convolutions of the layer at ``path``, or a SpecError saying why it cannot be simulated."""
-    where = f"{source}: run.simulate.layer"
+    where = f"{source}: run.passes.layer"
     layer = submodule(model, path, where)
     strided = [m for m in layer.modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)]
     pools = [m for m in layer.modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and m.stride not in (1, (1, 1))]
@@ -156,13 +161,47 @@ class Simulated(nn.Module):
         return {"out": upsample_finer(self.scores(images)["out"], images.shape[-2:], self.output_stride)}
 
 
-def for_inference(model: nn.Module, run: RunSpec, source: str = "<spec>") -> nn.Module:
-    """``model`` as ``[run.simulate]`` says to evaluate and predict with it; a layer that
-    cannot be simulated is named even when only training uses it."""
-    if not run.simulate.layer:
-        return model
-    simulated = Simulated(model, run.simulate.layer, source)
-    return simulated if run.simulate.test else model
+class SimulatedPasses(Passes):
+    """The model run as its finer self (output stride halved) by four passes shifted
+    before ``layer``: in training, each pass scored against the labels at its own pixels
+    and backpropagated before the next (their gradients add up to the finer network's);
+    at inference, the passes interleaved (:class:`Simulated`)."""
+
+    @attrs.define(frozen=True, kw_only=True)
+    class Config:
+        layer: str
+        """Module path of the last down-sampling layer, e.g. "backbone.layer2" for a ResNet
+        at output stride 8 simulated at 4."""
+        train: bool = True
+        """Train with the four passes (FCRN Table 3's "simulated 1/4" training rows)."""
+        test: bool = True
+        """Evaluate and predict with the four passes (its "simulated 1/4" testing rows)."""
+
+    def __init__(self, config: Config, model: nn.Module, source: str = "<spec>"):
+        super().__init__(config, model, source)
+        _strided(model, config.layer, source)  # a layer that cannot be simulated is named before training
+
+    def backward(self, model: nn.Module, images: Tensor, masks: Tensor,
+                 objective: Callable[[dict[str, Tensor], Tensor], Tensor],
+                 autocast: Callable[[], AbstractContextManager]) -> float:
+        if not self.config.train:
+            return super().backward(model, images, masks, objective, autocast)
+        total = 0.0
+        for dy, dx in SHIFTS:
+            with shifted(model, self.config.layer, dy, dx), autocast():
+                outputs = model.scores(images)
+            size = outputs["out"].shape[-2:]
+            if any(scores.shape[-2:] != size for scores in outputs.values()):
+                raise CtxsegError(f"run.passes.layer: an auxiliary head reads a feature from before "
+                                  f"{self.config.layer!r}; simulation needs every scored map after it")
+            labels = label_phase(masks, model.output_stride // 2, dy, dx, size)
+            value = objective(outputs, labels) / len(SHIFTS)
+            value.backward()
+            total += value.item()
+        return total
+
+    def inference(self, model: nn.Module) -> nn.Module:
+        return Simulated(model, self.config.layer) if self.config.test else model
 
 
 @torch.no_grad()
