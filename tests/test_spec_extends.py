@@ -17,6 +17,7 @@ from ctxseg.model import SegmentationModel
 from ctxseg.spec import load_spec, spec_from_dict
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
+SPECS = [p for p in sorted(EXAMPLES.rglob("*.toml")) if not {"thirdparty", "base"} & set(p.parts)]
 
 BASE = """
 [model.backbone]
@@ -155,8 +156,7 @@ def test_inspect_resolved_prints_a_weights_files_embedded_spec(capsys):
     assert capsys.readouterr().out == spec.to_toml()
 
 
-@pytest.mark.parametrize("path", [p for p in sorted(EXAMPLES.rglob("*.toml")) if "thirdparty" not in p.parts],
-                         ids=lambda p: str(p.relative_to(EXAMPLES)))
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: str(p.relative_to(EXAMPLES)))
 def test_every_example_round_trips_through_its_resolved_toml(path, tmp_path):
     spec = load_spec(path)
     assert load_spec(write("resolved.toml", spec.to_toml())) == spec
