@@ -49,6 +49,10 @@ def _inspect(args: argparse.Namespace) -> None:
     from ctxseg.spec import load_spec
 
     target = Path(args.target)
+    if args.resolved:
+        spec = load_model(target)[1] if target.suffix == ".safetensors" else load_spec(target)
+        print(spec.to_toml(), end="")
+        return
     if target.suffix == ".safetensors":
         model, spec, info = load_model(target)
         classes = info.classes
@@ -157,9 +161,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--strict-plugins", action="store_true", help="fail if any plugin fails to load")
     s.set_defaults(run=_plugins)
 
-    s = sub.add_parser("inspect", help="parameters, output stride, receptive field, output shape")
+    s = sub.add_parser("inspect", help="parameters, output stride, receptive field, output shape; or the resolved spec")
     s.add_argument("target", metavar="SPEC_OR_WEIGHTS")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--resolved", action="store_true",
+                   help="print only the spec after `extends` with every default filled in, as TOML that `train` accepts")
     s.add_argument("--input-size", nargs=2, type=int, default=[512, 512], metavar=("H", "W"))
     s.add_argument("--rf-size", nargs=2, type=int, metavar=("H", "W"),
                    help="input size for measuring the receptive field (default: --input-size)")

@@ -1,4 +1,7 @@
-"""Every spec under examples/ loads, builds, trains one step and can be inspected."""
+"""Every spec under examples/ loads, builds, trains one step and can be inspected.
+
+Files under a ``base/`` folder are recipes the specs beside it extend; they are tested through them.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from ctxseg.spec import load_spec
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 SPECS = sorted(EXAMPLES.rglob("*.toml"))
-SPECS = [p for p in SPECS if "thirdparty" not in p.parts]
+SPECS = [p for p in SPECS if "thirdparty" not in p.parts and "base" not in p.parts]
 
 
 def num_classes(spec) -> int:

@@ -1,7 +1,13 @@
-"""Reading a spec: TOML file -> validated :class:`~ctxseg.spec.Spec`."""
+"""Reading a spec: TOML file (and the bases it ``extends``) -> validated :class:`~ctxseg.spec.Spec`.
+
+A spec file may start with ``extends = "base.toml"``, a path relative to that file: the
+file's tables are merged into its base's key by key (the file wins), arrays (also arrays
+of tables such as ``[[model.context]]``) are replaced whole. A base may extend another.
+"""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,19 +20,58 @@ __all__ = ["load_spec", "spec_from_dict"]
 
 
 def spec_from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
-    """Structure a spec table; errors name ``source`` and the TOML path."""
+    """Structure an already merged spec table (no ``extends``); errors name ``source`` and the TOML path."""
     return structure(data, Spec, source=source)
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate a TOML spec file."""
+    """Read a TOML spec file, merge it into the bases it extends, and validate the result.
+
+    Validation errors name ``path``, the file the user passed, whichever file set the key.
+    """
     path = Path(path)
+    return spec_from_dict(_resolve(path, ()), source=str(path))
+
+
+def _resolve(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The table of ``path`` merged into its bases; ``chain`` is the files that led to it."""
+    data = _read(path, chain)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise SpecError(f"{path}: extends: expected a path string (relative to this file), got {base!r}")
+    chain = (*chain, path)
+    base_path = Path(os.path.normpath(path.parent / base))
+    if base_path.resolve() in {p.resolve() for p in chain}:
+        raise SpecError(f"{path}: extends {base!r}: a cycle ({_arrows((*chain, base_path))})")
+    if not base_path.is_file():
+        raise SpecError(f"{path}: extends {base!r}: no such file ({_arrows((*chain, base_path))})")
+    return _merge(_resolve(base_path, chain), data)
+
+
+def _read(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    via = f" ({_arrows((*chain, path))})" if chain else ""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: cannot read spec: {error}") from None
+        raise SpecError(f"{path}: cannot read spec: {error}{via}") from None
     except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{path}: invalid TOML: {error}") from None
-    return spec_from_dict(data, source=str(path))
+        raise SpecError(f"{path}: invalid TOML: {error}{via}") from None
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` merged into ``base``: tables recursively, anything else (arrays too) replaced."""
+    merged = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _arrows(chain: tuple[Path, ...]) -> str:
+    return " -> ".join(map(str, chain))

@@ -18,6 +18,7 @@ import functools
 from typing import Any, ClassVar, Literal
 
 import attrs
+import tomli_w
 
 from ctxseg.registry import Kind, default_registry
 from ctxseg.spec.convert import InvalidValue, converter, unstructure
@@ -277,3 +278,16 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as a TOML-compatible table (every default filled in)."""
         return unstructure(self)
+
+    def to_toml(self) -> str:
+        """The resolved spec as TOML text that loads back to an equal Spec (``ctxseg inspect --resolved``)."""
+        return tomli_w.dumps(_without_none(self.to_dict()))
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` without ``None`` in its tables: TOML has no null, and an absent key means the same (e.g. no fusion)."""
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_none(item) for item in value]
+    return value
