@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import types
 
 import pytest
@@ -74,7 +73,6 @@ def test_listing_and_help_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_help_starts_fast():
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ctxseg.cli", "--help"], check=True, capture_output=True)
-    assert time.perf_counter() - start < 2.0
+def test_help_prints_the_usage():
+    result = subprocess.run([sys.executable, "-m", "ctxseg.cli", "--help"], check=True, capture_output=True, text=True)
+    assert result.stdout.startswith("usage: ctxseg")
