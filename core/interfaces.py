@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -65,14 +65,17 @@ class ContextHead(nn.Module, abc.ABC):
     lets a head that works on class scores (a context module) size itself. A head whose
     output pixel sees a bounded window of its input declares the window's side as
     ``field_of_view`` (3 for a 3x3 conv), from which ``ctxseg inspect`` reports FCRN's
-    field of view; None means unbounded (global pooling) or undeclared. A head whose
-    output is already the class scores (``out_channels = num_classes``) sets
-    ``emits_scores = True``; when it is the model's last, no classifier follows it.
+    field of view; None means unbounded (global pooling) or undeclared. A head that
+    assumes non-negative maps declares ``input_domain = "nonnegative"``: the contract
+    kit then checks it on such maps only. A head whose output is already the class
+    scores (``out_channels = num_classes``) sets ``emits_scores = True``; when it is the
+    model's last, no classifier follows it.
     """
 
     Config: ClassVar[type]
     out_channels: int
     field_of_view: int | None = None
+    input_domain: Literal["real", "nonnegative"] = "real"
     emits_scores: bool = False
 
     @abc.abstractmethod

@@ -114,6 +114,23 @@ class WrongFieldOfViewHead(GoodHead):
         return F.relu(self.norm(self.conv(x)))
 
 
+class RootHead(GoodHead):
+    """Defined on non-negative maps only (a square root first), and declares it."""
+
+    input_domain = "nonnegative"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.sqrt())
+
+
+class UndeclaredRootHead(RootHead):
+    input_domain = "real"
+
+
+class MisdeclaredRootHead(RootHead):
+    input_domain = "positive"
+
+
 class BrokenPlugin:
     """An in-process plugin registering the broken heads, as a third party would."""
 
@@ -164,6 +181,15 @@ def test_kit_catches_broken_heads(broken: Registry, name: str, message: str) -> 
 def test_kit_catches_nondeterministic_eval() -> None:
     with pytest.raises(AssertionError, match=r"'NoisyHead': eval mode is not deterministic"):
         check_context_head(NoisyHead)
+
+
+def test_kit_draws_inputs_from_the_declared_domain() -> None:
+    check_context_head(RootHead)
+    with pytest.raises(AssertionError, match=r"'UndeclaredRootHead': output is not finite"):
+        check_context_head(UndeclaredRootHead)
+    with pytest.raises(AssertionError, match=r"'MisdeclaredRootHead': declares input_domain='positive', "
+                                             r"expected 'real' or 'nonnegative'"):
+        check_context_head(MisdeclaredRootHead)
 
 
 def test_kit_rejects_a_table_that_does_not_fit_the_config() -> None:

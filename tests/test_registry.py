@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
-import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -74,7 +75,14 @@ def test_listing_and_help_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_help_starts_fast():
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ctxseg.cli", "--help"], check=True, capture_output=True)
-    assert time.perf_counter() - start < 2.0
+def test_help_prints_the_usage():
+    result = subprocess.run([sys.executable, "-m", "ctxseg.cli", "--help"], check=True, capture_output=True, text=True)
+    assert result.stdout.startswith("usage: ctxseg")
+
+
+def test_readme_lists_the_built_in_components():
+    readme = Path(__file__).parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("not a source checkout")
+    row = next(line for line in readme.read_text().splitlines() if line.startswith("| `ctxseg` (built in) |"))
+    assert set(re.findall(r"`(base\.\w+)`", row)) == {c.name for c in Registry(autoload=False).components()}

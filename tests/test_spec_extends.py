@@ -63,11 +63,12 @@ def error(path: str) -> str:
 def test_tables_merge_key_by_key_and_the_child_wins():
     write("base.toml", BASE)
     spec = load_spec(write("child.toml", 'extends = "base.toml"\n[model.backbone]\ndepth = 18\n'
-                                         "[data]\ncrop_size = 32\n[run.simulate]\nlayer = 'backbone.layer2'\n"))
+                                         "[data]\ncrop_size = 32\n[run.passes]\nname = 'fcrn.simulated'\n"
+                                         "layer = 'backbone.layer2'\n"))
     backbone = spec.model.backbone.config
     assert (backbone.depth, backbone.output_stride) == (18, 8)
     assert (spec.data.batch_size, spec.data.crop_size, spec.data.scale) == (4, 32, (0.5, 2.0))
-    assert (spec.run.steps, spec.run.simulate.layer) == (10, "backbone.layer2")
+    assert (spec.run.steps, spec.run.passes.config.layer) == (10, "backbone.layer2")
     assert [ref.name for ref in spec.model.context] == ["base.fcn", "base.scores"]
 
 

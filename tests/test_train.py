@@ -93,14 +93,35 @@ def test_inspect_reports_parameters_stride_and_field(tiny_spec_file, capsys):
     assert h == w and 200 < h < 512
 
 
-def test_bf16_autocast_and_channels_last_train(tmp_path, tiny_spec_file):
-    text = tiny_spec_file.read_text().replace('device = "cpu"', 'device = "cpu"\nprecision = "bf16"\nchannels_last = true')
-    text = text.replace("steps = 4", "steps = 2")
-    tiny_spec_file.write_text(text)
+@pytest.mark.parametrize(("precision", "channels_last"), [("bf16", True), ("fp32", False)])
+def test_precision_and_memory_format_reach_the_training_step(tmp_path, tiny_spec_file, precision, channels_last):
+    """Every conv of a training step sees the run's memory format and, under bf16
+    autocast, returns bf16; the stored weights stay fp32 either way."""
+    text = tiny_spec_file.read_text().replace(
+        'device = "cpu"', f'device = "cpu"\nprecision = "{precision}"\nchannels_last = {str(channels_last).lower()}')
+    tiny_spec_file.write_text(text.replace("steps = 4", "steps = 1"))
     spec = load_spec(tiny_spec_file)
-    assert spec.run.precision == "bf16" and spec.run.channels_last
-    metrics = train(spec, tmp_path / "bf16", progress=False)
-    assert 0 <= metrics["mean_iou"] <= 1
+    seen = []
+
+    def record(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d) and module.training and torch.is_grad_enabled():
+            seen.append((inputs[0].is_contiguous(memory_format=torch.channels_last), inputs[0].is_contiguous(),
+                         output.dtype))
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        train(spec, tmp_path / "run", progress=False)
+    finally:
+        hook.remove()
+    assert len(seen) > 20  # resnet18's convs, the FCN head's and the auxiliary head's, one step
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert all(out == dtype for _, _, out in seen)
+    if channels_last:
+        assert all(last for last, _, _ in seen)
+    else:
+        assert all(contiguous for _, contiguous, _ in seen) and not seen[0][0]  # the images' conv
+    weights = safetensors.torch.load_file(tmp_path / "run" / "model.safetensors")
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float32}
 
 
 def test_frozen_components_keep_their_weights_and_eval_mode(tmp_path, tiny_spec_file):

@@ -93,7 +93,9 @@ def check_context_head(cls: type, config: Any = None, *, name: str | None = None
     """A map ``(2, C_in, h, w)`` -> ``(2, out_channels, h, w)``, for C_in 1-16, h, w 1-12.
 
     Any channel count and any small size must work, since the framework builds the
-    head from whatever the backbone declares and inputs of any size. Also checks:
+    head from whatever the backbone declares and inputs of any size. The map's values
+    are drawn from the head's declared ``input_domain``: standard normal, or its
+    absolute value for ``"nonnegative"``. Also checks:
     finite values; a gradient for every trainable parameter and for the input (train
     mode); bitwise-repeatable eval passes; no leakage across the batch in eval mode;
     a declared ``field_of_view`` is the window its output pixel really sees; and a head
@@ -116,6 +118,8 @@ def check_context_head(cls: type, config: Any = None, *, name: str | None = None
             expected = _Expected((BATCH, out_channels, height, width),
                                  f"declared out_channels={out_channels}", "the input's size")
             x = torch.randn(BATCH, in_channels, height, width)
+            if _declared_input_domain(who, head) == "nonnegative":
+                x = x.abs()
             _check_module(who, head, [x], lambda m, xs: {"output": m(xs[0])}, {"output": expected},
                           ["the input"], where)
 
@@ -293,6 +297,13 @@ def _declared_dict(who: str, module: Any, attribute: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         _fail(who, f"declares {attribute}={value!r}, expected a dict from output name to integer")
     return dict(value)
+
+
+def _declared_input_domain(who: str, module: Any) -> str:
+    value = getattr(module, "input_domain", "real")
+    if value not in ("real", "nonnegative"):
+        _fail(who, f"declares input_domain={value!r}, expected 'real' or 'nonnegative'")
+    return value
 
 
 def _declared_out_channels(who: str, module: Any, where: str) -> int:

@@ -14,8 +14,12 @@ widens to 32 C.
 Random initialization does not train ("standard initialization procedures do not
 readily support the training of the module", Sec. 3): the module starts as the
 identity (Eq. 4; Eq. 5 with a little noise for the large one) and backpropagation then
-"harvests the contextual information". On maps with negative values the identity
-module returns ``max(x, 0)``: the first truncation clips them, as in the paper.
+"harvests the contextual information". That identity holds on non-negative maps only:
+the first truncation clips negative values, so the identity module returns
+``max(x, 0)``, and a map with no positive value gives zeros and no gradient. The
+module therefore declares ``input_domain = "nonnegative"`` for the contract kit. The
+paper feeds it the front end's unnormalized scores (its last layer has no truncation),
+which are real: there, too, the first truncation clips the negative part.
 
 Like the front end, the module pads no intermediate map: the input is padded once by
 33 pixels, the sum of the dilations (Sec. 5; :mod:`ctxseg_dilation.padding`).
@@ -72,6 +76,8 @@ class ContextModule(ContextHead):
     ``layers`` holds the eight convolutions and the seven truncations, unpadded; the
     forward pass pads the input by ``margin`` (33) pixels first.
     """
+
+    input_domain = "nonnegative"  # Eq. 4 passes on max(x, 0): see the module docstring
 
     @attrs.define(frozen=True, kw_only=True)
     class Config:

@@ -67,17 +67,53 @@ def test_block_forward_is_gcn_then_1x1_plus_shortcut() -> None:
     assert block(x).shape == (2, 1024, 5, 4)  # ceil(9 / 2), ceil(8 / 2), as the 3x3 it replaces
 
 
+def bn(channels: int) -> int:
+    return 2 * channels  # scale and shift
+
+
+def bottleneck(in_channels: int, width: int, projected: bool) -> int:
+    """1x1 in -> width, 3x3 width -> width, 1x1 width -> 4 width (no biases), a BN after
+    each, and a 1x1 + BN projection on the shortcut of a stage's first block."""
+    out = 4 * width
+    shortcut = in_channels * out + bn(out) if projected else 0
+    return in_channels * width + bn(width) + 9 * width * width + bn(width) + width * out + bn(out) + shortcut
+
+
+def gcn_bottleneck(in_channels: int, width: int, k: int, out: int, projected: bool) -> int:
+    """Fig. 5 B: two branches of (k x 1 or 1 x k, BN, 1 x k or k x 1, BN), then 1x1 width -> out and BN."""
+    branch = in_channels * width * k + bn(width) + width * width * k + bn(width)
+    shortcut = in_channels * out + bn(out) if projected else 0
+    return 2 * branch + width * out + bn(out) + shortcut
+
+
+# ResNet-50 (He et al., Table 1): stem, then (input channels, bottleneck width, blocks) per stage.
+STEM = 7 * 7 * 3 * 64 + bn(64)
+STAGES_50 = {"c2": (64, 64, 3), "c3": (256, 128, 4), "c4": (512, 256, 6), "c5": (1024, 512, 3)}
+
+
+def stage(in_channels: int, width: int, blocks: int) -> int:
+    return bottleneck(in_channels, width, True) + (blocks - 1) * bottleneck(4 * width, width, False)
+
+
+def gcn_stage(in_channels: int, width: int, blocks: int, k: int, gcn_width: int) -> int:
+    out = 4 * width
+    return (gcn_bottleneck(in_channels, gcn_width, k, out, True)
+            + (blocks - 1) * gcn_bottleneck(out, gcn_width, k, out, False))
+
+
 def test_parameters_compared_with_resnet50() -> None:
-    """"Similar [...] number of parameters" (Sec. 4.1.2); the paper gives no figure. A res-4
-    block: 2 x 5 x (1024 x 85 + 85 x 85) + 85 x 1024 weights instead of 1024 x 256 +
-    256 x 256 x 9 + 256 x 1024; res-5: k = 7, 128 channels. 87 % of ResNet-50 in all."""
-    gcn50, resnet50 = count(on_meta(ResNetGCN)), count(on_meta(ResNet, depth=50))
-    assert resnet50 == 23_508_032
-    res4_block = 2 * 5 * (1024 * 85 + 85 * 85) + 4 * 2 * 85 + 85 * 1024 + 2 * 1024  # convs, 4 BNs, 1x1, BN
-    assert count(on_meta(ResNetGCN).layer3[1]) == res4_block == 1_032_418
-    assert count(on_meta(ResNet, depth=50).layer3[1]) == 1_117_184
-    assert gcn50 == 20_496_780
-    assert round(gcn50 / resnet50, 3) == 0.872
+    """"Similar [...] number of parameters" (Sec. 4.1.2); the paper gives no figure. Counted
+    by hand from the blocks: ResNet-50 without its classifier, and ResNet50-GCN with
+    res-4 (k = 5, 85 channels) and res-5 (k = 7, 128 channels) blocks: 87 % of it."""
+    resnet50 = STEM + sum(stage(*s) for s in STAGES_50.values())
+    assert resnet50 + 2048 * 1000 + 1000 == 25_557_032  # with the fc layer: torchvision's published count
+    assert count(on_meta(ResNet, depth=50)) == resnet50
+    assert count(on_meta(ResNet, depth=50).layer3[1]) == bottleneck(1024, 256, False)
+    assert count(on_meta(ResNetGCN).layer3[1]) == gcn_bottleneck(1024, 85, 5, 1024, False)
+    gcn50 = (STEM + stage(*STAGES_50["c2"]) + stage(*STAGES_50["c3"])
+             + gcn_stage(*STAGES_50["c4"], k=5, gcn_width=85) + gcn_stage(*STAGES_50["c5"], k=7, gcn_width=128))
+    assert count(on_meta(ResNetGCN)) == gcn50
+    assert round(gcn50 / resnet50, 2) == 0.87
 
 
 @pytest.mark.parametrize("output_stride", [8, 16, 32])

@@ -92,9 +92,9 @@ class PyramidPooling(ContextHead):
         channels: int = attrs.field(default=512, validator=attrs.validators.gt(0))
         """Width of the 3x3 conv after the concatenation (the authors' models)."""
         dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
-        """Channel dropout after the 3x3 conv (the authors' models). ctxseg's classifier
-        adds its own right after it (``model.classifier.dropout``, 0.1), as after every
-        head; the paper's specs set this one to 0 to keep the authors' single dropout."""
+        """Channel dropout after the 3x3 conv, 0.1 (the authors' models). The classifier's
+        own dropout (``model.classifier.dropout``, 0 by default) comes right after it; the
+        paper's specs move the authors' single dropout there (this one 0, that one 0.1)."""
 
     def __init__(self, config: Config, in_channels: int, num_classes: int):
         super().__init__()
