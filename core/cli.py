@@ -104,7 +104,7 @@ def _eval(args: argparse.Namespace) -> None:
     from ctxseg.spec.convert import structure
 
     passes = structure(args.passes[-1], PassesRef, source="--passes") if args.passes else None
-    inference, info = Inference.from_weights(args.weights, passes=passes)
+    inference, info = Inference.from_weights(args.weights, passes=passes, test=_test_options(args))
     spec = load_spec(args.spec) if args.spec else inference.spec
     data = spec.data
     metrics = [*spec.metrics, *(structure(table, MetricRef, source=f"--metric {table['name']}")
@@ -113,6 +113,8 @@ def _eval(args: argparse.Namespace) -> None:
     if dataset.classes != info.classes:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
                           f"but the {args.split} split has {dataset.classes}")
+    if not args.json:
+        print(f"eval: {inference.describe()}")
     results, _ = evaluate(inference, dataset, metrics, progress=not args.quiet)
     if args.out:
         with atomic_path(args.out) as tmp:
@@ -120,11 +122,29 @@ def _eval(args: argparse.Namespace) -> None:
     print(json.dumps(results, indent=2) if args.json else metrics_table(results))
 
 
+def _test_options(args: argparse.Namespace) -> dict:
+    """The ``[test]`` keys given on the command line."""
+    keys = ("mode", "crop", "stride", "batch", "scales", "flip", "precision")
+    return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+
+
+def _add_test_options(s: argparse.ArgumentParser) -> None:
+    g = s.add_argument_group("test protocol", "override the weights' [test] table (see the README)")
+    g.add_argument("--mode", choices=["whole", "slide"], help="score whole images, or by sliding windows")
+    g.add_argument("--crop", type=int, metavar="PX", help="sliding window side")
+    g.add_argument("--stride", type=int, metavar="PX", help="pixels between windows (default: 2/3 of --crop)")
+    g.add_argument("--batch", type=int, metavar="N", help="images or windows per forward pass")
+    g.add_argument("--scales", type=float, nargs="+", metavar="S", help="average the views at these scales")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, help="also average the mirrored views")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="auto (default): bf16 where the hardware runs it fast, else fp32")
+
+
 def _predict(args: argparse.Namespace) -> None:
     from ctxseg.engine.predict import predict
 
     written = predict(Path(args.weights), [Path(p) for p in args.images], Path(args.out), format=args.format,
-                      progress=not args.quiet)
+                      test=_test_options(args), progress=not args.quiet)
     print(f"wrote {len(written)} masks{' and overlays' if args.format == 'palette' else ''} "
           f"({args.format}) to {args.out}")
 
@@ -196,6 +216,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
     s.add_argument("--quiet", action="store_true")
+    _add_test_options(s)
     s.set_defaults(run=_eval)
 
     s = sub.add_parser("predict", help="label images with a weights file")
@@ -207,6 +228,7 @@ def parser() -> argparse.ArgumentParser:
                         "the weights' dataset offers: voc (VOC palette PNGs), cityscapes (labelId PNGs), "
                         "ade20k (label PNGs, 1-150)")
     s.add_argument("--quiet", action="store_true")
+    _add_test_options(s)
     s.set_defaults(run=_predict)
     return p
 

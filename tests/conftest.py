@@ -50,10 +50,15 @@ def scenes_root(tmp_path_factory):
     return tmp_path_factory.mktemp("scenes") / "context-scenes"
 
 
+@pytest.fixture(scope="session")
+def tiny_spec_text(scenes_root):
+    return TINY_SPEC.format(root=scenes_root)
+
+
 @pytest.fixture
-def tiny_spec_file(tmp_path, scenes_root):
+def tiny_spec_file(tmp_path, tiny_spec_text):
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY_SPEC.format(root=scenes_root))
+    path.write_text(tiny_spec_text)
     return path
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 from torch import Tensor
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ctxseg.engine.inference import Inference
@@ -18,7 +21,9 @@ __all__ = ["evaluate"]
 
 def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequence[MetricRef] = (), *,
              keep: int = 0, progress: bool = True) -> tuple[dict[str, Any], list[tuple[int, Tensor, Tensor, Tensor]]]:
-    """Label every sample (whole images, one at a time); return the metrics and examples.
+    """Label every sample as the inference's ``[test]`` protocol says, a batch of
+    ``test.batch`` samples at a time, read by ``data.workers`` loader processes; return
+    the metrics (with the protocol and precision used, under ``"inference"``) and examples.
 
     :param metrics: measures beside the confusion matrix's (:class:`~ctxseg.interfaces.Metric`),
         their results merged into the returned metrics.
@@ -27,14 +32,17 @@ def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequen
     confusion = ConfusionMatrix(len(dataset.classes), dataset.ignore_index)
     measures = [ref.load()(ref.config, dataset.classes, dataset.ignore_index) for ref in metrics]
     kept = []
-    for index in tqdm(range(len(dataset)), desc="eval", leave=False, disable=not progress):
-        image, mask = dataset[index]
-        prediction = inference.predict(image)
-        for measure in (confusion, *measures):
-            measure.update(prediction, mask)
-        if index < keep:
-            kept.append((index, image, mask, prediction))
+    loader = DataLoader(dataset, batch_size=None, num_workers=inference.spec.data.workers)
+    samples = enumerate(tqdm(loader, total=len(dataset), desc="eval", leave=False, disable=not progress))
+    for batch in iter(lambda: list(itertools.islice(samples, inference.test.batch)), []):
+        predictions = inference.predict_many([image for _, (image, _) in batch])
+        for (index, (image, mask)), prediction in zip(batch, predictions, strict=True):
+            for measure in (confusion, *measures):
+                measure.update(prediction, mask)
+            if index < keep:
+                kept.append((index, image, mask, prediction))
     results = confusion.compute(dataset.classes)
     for measure in measures:
         results.update(measure.compute())
+    results["inference"] = {"precision": inference.runtime.precision, **attrs.asdict(inference.test)}
     return results, kept

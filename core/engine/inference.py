@@ -1,63 +1,120 @@
-"""A model ready to label images, set up once: the inference path train, eval, predict share."""
+"""A model ready to label images, set up once: the inference path train, eval and predict share,
+and the Python API (``ctxseg.load(weights).predict(image)``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from ctxseg.data.pipeline import EvalTransform
+from ctxseg.engine.protocol import probabilities
 from ctxseg.engine.runtime import Runtime
+from ctxseg.errors import DataError
 from ctxseg.files.weights import WeightsInfo
 from ctxseg.model.load import load_model
-from ctxseg.spec import PassesRef, Spec
+from ctxseg.spec import PassesRef, Spec, TestSpec
+from ctxseg.spec.convert import structure, unstructure
 
 __all__ = ["Inference"]
 
 
 class Inference:
-    """A segmentation model on its runtime's device and precision, run as its spec's
-    ``[run.passes]`` say (one pass, or e.g. FCRN's four shifted passes), with the spec's
-    normalisation.
+    """A segmentation model on its device, run as its spec says: ``[run.passes]`` (one pass,
+    or e.g. FCRN's four shifted passes) and the ``[test]`` protocol (whole or sliding
+    window, scales, flips), in the fast path by default: ``torch.inference_mode``,
+    channels_last, batched, and bf16 where the hardware runs it fast.
 
     ``model`` is the assembled :class:`~ctxseg.model.SegmentationModel`; ``module`` is
-    what runs it at inference (``module(images)["out"]`` are scores at input size).
+    what runs it (``module(images)["out"]`` are scores at input size). A model that is
+    also being trained keeps its memory format (``channels_last=None``: the spec's).
     """
 
-    def __init__(self, model: nn.Module, spec: Spec, *, source: str = "<spec>"):
+    def __init__(self, model: nn.Module, spec: Spec, *, source: str = "<spec>", channels_last: bool | None = True):
         self.spec = spec
-        self.runtime = Runtime(spec.run, source)
+        self.test = spec.test
+        self.runtime = Runtime(spec.run, source, precision=self.test.precision, channels_last=channels_last)
         self.model = self.runtime.model(model)
         passes = spec.run.passes
         self.module = passes.load()(passes.config, self.model, source).inference(self.model)
         self.transform = EvalTransform(spec.data)
 
     @classmethod
-    def from_weights(cls, path: str | Path, *, passes: PassesRef | None = None) -> tuple[Inference, WeightsInfo]:
-        """The inference set-up of a weights file, optionally run with other ``passes``."""
+    def from_weights(cls, path: str | Path, *, passes: PassesRef | None = None,
+                     test: Mapping[str, Any] | None = None) -> tuple[Inference, WeightsInfo]:
+        """The inference set-up of a weights file, optionally run with other ``passes``, and
+        ``test`` keys (as in the ``[test]`` table) overriding the embedded spec's protocol."""
         model, spec, info = load_model(path)
         if passes is not None:
             spec = attrs.evolve(spec, run=attrs.evolve(spec.run, passes=passes))
+        if test:
+            spec = attrs.evolve(spec, test=structure({**unstructure(spec.test), **test}, TestSpec,
+                                                     source="command line", path="test"))
         return cls(model, spec, source=f"{path} (embedded spec)"), info
+
+    def describe(self) -> str:
+        """The protocol and precision in use, as printed before an evaluation or prediction."""
+        test = self.test
+        how = "whole images" if test.mode == "whole" else f"{test.crop} px windows {test.step} px apart"
+        views = f", scales {list(test.scales)}" if test.scales != (1.0,) else ""
+        return f"{how}{views}{', flipped too' if test.flip else ''}, {self.runtime.describe()}"
 
     @property
     def output_stride(self) -> int:
         """Stride of the score map the module computes before upsampling (halved by FCRN's simulation)."""
         return getattr(self.module, "output_stride", self.model.output_stride)
 
-    @torch.no_grad()
-    def scores(self, image: Tensor) -> Tensor:
-        """Class scores ``(K, H, W)`` (float32) of one uint8 image ``(3, H, W)``."""
+    def _score(self, images: Tensor) -> Tensor:
+        with self.runtime.autocast():
+            return self.module(self.runtime.images(images))["out"].float()
+
+    def probabilities(self, images: Sequence[Tensor | Image.Image]) -> list[Tensor]:
+        """Class probabilities ``(K, H, W)`` (float32, on the device) of each image, a uint8
+        tensor ``(3, H, W)`` or a PIL image; images of one size run batched."""
+        tensors = [_as_tensor(image) for image in images]
         was_training = self.module.training
         self.module.eval()
-        normalized = self.transform(image, None)[0]
-        with self.runtime.autocast():
-            scores = self.module(self.runtime.images(normalized[None]))["out"]
-        self.module.train(was_training)
-        return scores[0].float()
+        out: list[Tensor | None] = [None] * len(tensors)
+        try:
+            with torch.inference_mode():
+                for indices in _same_size_runs(tensors, self.test.batch):
+                    batch = torch.stack([self.transform(tensors[i], None)[0] for i in indices])
+                    for i, probs in zip(indices, probabilities(self._score, batch, self.test), strict=True):
+                        out[i] = probs
+        finally:
+            self.module.train(was_training)
+        return out
 
-    def predict(self, image: Tensor) -> Tensor:
-        """Class indices ``(H, W)`` (int64, on the CPU) of one uint8 image ``(3, H, W)``."""
-        return self.scores(image).argmax(0).cpu()
+    def predict(self, image: Tensor | Image.Image) -> Tensor:
+        """Class indices ``(H, W)`` (int64, on the CPU) of one image (uint8 ``(3, H, W)`` or PIL)."""
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: Sequence[Tensor | Image.Image]) -> list[Tensor]:
+        """:meth:`predict` of several images, batched where they share a size."""
+        return [probs.argmax(0).cpu() for probs in self.probabilities(images)]
+
+
+def _as_tensor(image: Tensor | Image.Image) -> Tensor:
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+    if not (isinstance(image, Tensor) and image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3):
+        raise DataError(f"expected a PIL image or a uint8 tensor (3, H, W), got "
+                        f"{getattr(image, 'dtype', type(image).__name__)} {tuple(getattr(image, 'shape', ()))}")
+    return image
+
+
+def _same_size_runs(images: Sequence[Tensor], batch: int) -> list[list[int]]:
+    """Indices of consecutive images of one size, at most ``batch`` to a run."""
+    runs: list[list[int]] = []
+    for i, image in enumerate(images):
+        if runs and len(runs[-1]) < batch and images[runs[-1][0]].shape == image.shape:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs

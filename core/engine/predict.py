@@ -8,8 +8,9 @@ offers (``--format voc``, ``--format cityscapes`` with ctxseg-datasets).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -22,15 +23,18 @@ __all__ = ["predict"]
 
 
 def predict(weights: Path, images: Sequence[Path], out: Path, *, format: str = "palette",
-            progress: bool = True) -> list[Path]:
+            test: Mapping[str, Any] | None = None, progress: bool = True) -> list[Path]:
     """Write a mask per image into ``out`` in ``format``; return the mask paths.
 
     ``palette`` (always available) writes ``<stem>.png`` in the model's class colours and
     ``<stem>_overlay.png``; any other format is one the weights' dataset offers
     (:meth:`~ctxseg.interfaces.SegmentationDataset.output_formats`), written alone as
     ``<stem>.png`` so that a benchmark's evaluation finds exactly one file per image.
+    ``test`` keys override the weights' ``[test]`` protocol.
     """
-    inference, info = Inference.from_weights(weights)
+    inference, info = Inference.from_weights(weights, test=test)
+    if progress:
+        print(f"predict: {inference.describe()}")
     spec = inference.spec
     formats = spec.data.dataset.load().output_formats()
     if format != "palette" and format not in formats:

@@ -10,19 +10,36 @@ from torch import nn
 from ctxseg.errors import SpecError
 from ctxseg.spec import RunSpec
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "fast_bf16"]
+
+
+def fast_bf16(device: torch.device) -> str:
+    """Why bf16 runs fast on ``device`` ("" if it does not): CUDA with bf16 support, or a CPU
+    with AVX-512 BF16 or AMX (detected by PyTorch's own CPU probes, not guessed)."""
+    if device.type == "cuda":
+        return "CUDA bf16" if torch.cuda.is_bf16_supported() else ""
+    probes = {"AMX": "_is_amx_tile_supported", "AVX-512 BF16": "_is_avx512_bf16_supported"}
+    found = [name for name, probe in probes.items() if getattr(torch.cpu, probe, lambda: False)()]
+    return " and ".join(found)
 
 
 class Runtime:
-    """The ``[run]`` settings that decide device, autocast and memory format."""
+    """The ``[run]`` settings that decide device, autocast and memory format.
 
-    def __init__(self, run: RunSpec, source: str = "<spec>"):
+    ``precision`` and ``channels_last`` override the spec's (inference chooses its own);
+    ``precision = "auto"`` means bf16 where :func:`fast_bf16` finds it fast, else fp32.
+    """
+
+    def __init__(self, run: RunSpec, source: str = "<spec>", *, precision: str | None = None,
+                 channels_last: bool | None = None):
         if run.device == "cuda" and not torch.cuda.is_available():
             raise SpecError(f"{source}: run.device: 'cuda' was asked for, but no CUDA device is available")
         self.device = torch.device("cuda" if run.device == "auto" and torch.cuda.is_available() else
                                    "cpu" if run.device == "auto" else run.device)
-        self.precision = run.precision
-        self.memory_format = torch.channels_last if run.channels_last else torch.contiguous_format
+        precision = precision or run.precision
+        self.precision = precision if precision != "auto" else "bf16" if fast_bf16(self.device) else "fp32"
+        channels_last = run.channels_last if channels_last is None else channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if run.threads:
             torch.set_num_threads(run.threads)
 
@@ -35,3 +52,8 @@ class Runtime:
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast for the forward pass when ``precision = "bf16"``."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def describe(self) -> str:
+        """The precision and where it runs, as printed: "bf16 on cpu (AMX)", "fp32 on cpu"."""
+        why = fast_bf16(self.device) if self.precision == "bf16" else ""
+        return f"{self.precision} on {self.device.type}" + (f" ({why})" if why else "")

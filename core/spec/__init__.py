@@ -23,10 +23,11 @@ from ctxseg.spec.schema import (
     RunSpec,
     ScheduleRef,
     Spec,
+    TestSpec,
 )
 
 __all__ = [
     "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
     "FusionRef", "LossRef", "MetricRef", "ModelSpec", "ModuleRef", "OptimizerRef", "PassesRef", "Ref", "RunSpec",
-    "ScheduleRef", "Spec", "load_spec", "spec_from_dict",
+    "ScheduleRef", "Spec", "TestSpec", "load_spec", "spec_from_dict",
 ]

@@ -26,7 +26,7 @@ from ctxseg.spec.convert import InvalidValue, converter, unstructure
 __all__ = [
     "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
     "FusionRef", "LossRef", "MetricRef", "ModelSpec", "ModuleRef", "OptimizerRef", "PassesRef", "Ref", "RunSpec",
-    "ScheduleRef", "Spec",
+    "ScheduleRef", "Spec", "TestSpec",
 ]
 
 
@@ -239,6 +239,52 @@ class DataSpec:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
+def _window(instance: TestSpec, attribute: attrs.Attribute, value: int) -> None:
+    if instance.mode == "slide" and value < 1:
+        raise ValueError(f"'{attribute.name}' must be the window's side (>= 1) in slide mode, got {value}")
+
+
+def _scales(instance: TestSpec, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
+    if not value or not all(0.05 <= s <= 8 for s in value):
+        raise ValueError(f"'{attribute.name}' must be one or more factors in [0.05, 8], got {list(value)}")
+
+
+@attrs.frozen(kw_only=True)
+class TestSpec:
+    """How a trained model labels an image: ``ctxseg eval``, ``ctxseg predict`` and the
+    evaluations during training (their CLI options override it).
+
+    Each view of the image (every scale, mirrored too with ``flip``) is scored whole or
+    by a sliding window; the views' class probabilities (softmax), resized back to the
+    image, are averaged (PSPNet Sec. 5: multi-scale testing, 'MS' in Tables 3-4).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    mode: Literal["whole", "slide"] = "whole"
+    """"whole": the image in one forward pass; "slide": square windows of side ``crop``,
+    ``stride`` apart, their overlapping scores averaged (PSPNet's and MMSegmentation's
+    Cityscapes protocol); an image smaller than a window is padded with the mean colour."""
+    crop: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(8192), _window])
+    """The window's side in pixels (slide mode)."""
+    stride: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(8192)])
+    """Pixels between windows; 0 means two thirds of the window, rounded up (PSPNet's)."""
+    batch: int = attrs.field(default=4, validator=[attrs.validators.ge(1), attrs.validators.le(1024)])
+    """Images (whole mode, same size) or windows per forward pass."""
+    scales: tuple[float, ...] = attrs.field(default=(1.0,), validator=_scales)
+    """Resize factors of the views (PSPNet: 0.5, 0.75, 1, 1.25, 1.5, 1.75)."""
+    flip: bool = False
+    """Also score each view mirrored."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """"auto": bf16 autocast where the hardware runs it fast (CUDA with bf16; a CPU with
+    AVX-512 BF16 or AMX), fp32 elsewhere."""
+
+    @property
+    def step(self) -> int:
+        """The stride between windows in use."""
+        return self.stride or -(-2 * self.crop // 3)
+
+
 @attrs.frozen(kw_only=True)
 class RunSpec:
     steps: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
@@ -271,6 +317,7 @@ class Spec:
     optimizer: OptimizerRef = _default(OptimizerRef, "base.sgd")
     schedule: ScheduleRef = _default(ScheduleRef, "base.poly")
     run: RunSpec = attrs.Factory(RunSpec)
+    test: TestSpec = attrs.Factory(TestSpec)
     metrics: tuple[MetricRef, ...] = ()
     """Measures evaluated beside the confusion matrix's ([[metrics]] tables), e.g.
     GCN's boundary accuracy ("gcn.boundary")."""
