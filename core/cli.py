@@ -109,9 +109,9 @@ def _eval(args: argparse.Namespace) -> None:
     passes = structure(args.passes[-1], PassesRef, source="--passes") if args.passes else None
     inference, info = Inference.from_weights(args.weights, passes=passes)
     spec = load_spec(args.spec) if args.spec else inference.spec
-    data = _eval_data(spec.data, args)
     metrics = [*spec.metrics, *(structure(table, MetricRef, source=f"--metric {table['name']}")
                                 for table in args.metric)]
+    data = _eval_data(spec.data, args)
     dataset = data.dataset.load()(data.dataset.config, args.split)
     if dataset.classes != info.classes:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
@@ -162,8 +162,8 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"wrote {len(done.written)} masks{' and overlays' if args.format == 'palette' else ''} "
           f"({args.format}) to {args.out}")
     if done.failed:
-        print(f"ctxseg: {len(done.failed)} of {len(done.failed) + len(done.written)} images failed "
-              "(reported above); the others were written", file=sys.stderr)
+        print(f"ctxseg: {len(done.failed)} of {len(done.failed) + len(done.written)} images failed (reported above)"
+              + ("; the others were written" if done.written else ""), file=sys.stderr)
         return 1
     return 0
 
