@@ -68,6 +68,6 @@ class Component:
             return getattr(importlib.import_module(module_name), attr)
         except KeyboardInterrupt:
             raise
-        except BaseException as error:  # noqa: BLE001 - whatever its import raises (SystemExit too) is the plugin's
+        except BaseException as error:  # whatever its import raises (SystemExit too) is the plugin's
             raise PluginError(f"{self.kind} {self.name!r} of plugin distribution {self.distribution!r} "
                               f"cannot be imported from {self.target!r}: {type(error).__name__}: {error}") from error

@@ -23,6 +23,7 @@ from ctxseg.data.samples import read_image
 from ctxseg.engine.predict import list_images
 from ctxseg.engine.train import _check_run_directory
 from ctxseg.errors import DataError, PluginError, WeightsError
+from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ctxseg.files.weights import read_weights, save_weights
 from ctxseg.model import SegmentationModel
 from ctxseg.model.load import load_model
@@ -136,8 +137,9 @@ def test_predict_goes_on_past_an_unreadable_image_and_exits_1(tmp_path, weights,
 
 
 def test_folders_are_listed_sorted_and_keep_their_sub_paths(tmp_path):
-    for name in ("b.png", "a.JPG", ".hidden.png", "notes.txt", "sub/c.png"):
-        _png(tmp_path / "in" / name) if name.lower().endswith(("png", "jpg")) else (tmp_path / "in" / name).write_text("")
+    for name in ("b.png", "a.JPG", ".hidden.png", "sub/c.png"):
+        _png(tmp_path / "in" / name)
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
     listed = [(p.relative_to(tmp_path).as_posix(), s.as_posix()) for p, s in list_images([tmp_path / "in"])]
     assert listed == [("in/a.JPG", "a"), ("in/b.png", "b")]
     deep = [s.as_posix() for _, s in list_images([tmp_path / "in"], recursive=True)]
@@ -165,7 +167,8 @@ def test_predict_into_an_existing_file_is_refused(tmp_path, capsys):
 
 def test_eval_out_that_is_a_folder_is_refused_before_evaluating(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "w.safetensors"), "--out", str(tmp_path)]) == 2
-    assert _error(capsys) == f"ctxseg: error: {tmp_path}: --out is a folder; expected the path of a JSON file to write\n"
+    assert _error(capsys) == (f"ctxseg: error: {tmp_path}: --out is a folder; expected the path of a JSON file "
+                              "to write\n")
 
 
 def _rewrite_metadata(path, **changes):
@@ -179,8 +182,8 @@ def _rewrite_metadata(path, **changes):
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("ctxseg.spec", "[" * 200_000 + "]" * 200_000, "'ctxseg.spec' is nested too deeply to read"),
     ("ctxseg.plugins", '["ctxseg"]', """'ctxseg.plugins' must be a JSON object {"distribution": "version"}, got"""),
-    ("ctxseg.palette", json.dumps([[0, 0, 300]] * 8), "'ctxseg.palette' must be a JSON list of [r, g, b] colours, "
-                                                      "integers in [0, 255], got [[0, 0, 300]"),
+    ("ctxseg.palette", json.dumps([[0, 0, 300]] * 8),
+     "'ctxseg.palette' must be a JSON list of [r, g, b] colours, integers in [0, 255], got [[0, 0, 300]"),
     ("ctxseg.classes", "{}", "'ctxseg.classes' must be a non-empty JSON list of class-name strings, got {}"),
 ])
 def test_damaged_weights_metadata_names_the_key(weights, key, value, message):
@@ -206,8 +209,11 @@ def test_embedded_threads_overflow_is_a_weights_error(weights):
      "model.fusion: 'projection' must be a channel count in [0, 65536] (0 = none), got 99999999999"),
     ("[data]\nbatch_size = 1000000", "data: 'batch_size' must be <= 4096: 1000000"),
     ("[data]\ncrop_size = 1000000", "data: 'crop_size' must be <= 8192: 1000000"),
-    ("[data]\nstd = [0.2, 0.0, 0.2]", "data: 'std' must be three numbers in (0, 1] (RGB, images scaled to "
-                                      "[0, 1]), got [0.2, 0.0, 0.2]"),
+    ("[data]\nscale = [1.0, 1e300]", "data: 'scale' must be [a, b] with 0.01 <= a <= b <= 16.0, got [1.0, 1e+300]"),
+    ("[data]\nblur_sigma = [1.0, inf]",
+     "data: 'blur_sigma' must be [a, b] with 0.01 <= a <= b <= 100.0, got [1.0, inf]"),
+    ("[data]\nstd = [0.2, 0.0, 0.2]",
+     "data: 'std' must be three numbers in (0, 1] (RGB, images scaled to [0, 1]), got [0.2, 0.0, 0.2]"),
     ("[data]\nmean = [nan, 0.5, 0.5]", "data: 'mean' must be three numbers in [0.0, 1]"),
     ("[run]\nseed = 9223372036854775807", "run: 'seed' must be <= 4294967295: 9223372036854775807"),
     ("[run]\nthreads = 1099511627776", "run: 'threads' must be <= 4096: 1099511627776"),
@@ -223,8 +229,8 @@ def test_implausible_values_are_refused_before_building(tmp_path, table, message
     (["--input-size", "0", "0"], "argument --input-size: expected an integer in [1, 4096]"),
     (["--input-size", "-5", "64"], "argument --input-size: expected an integer in [1, 4096]"),
     (["--rf-size", "64", "100000"], "argument --rf-size: expected an integer in [1, 4096]"),
-    (["--classes", "-3"], "argument --classes: expected an integer in [1, 255] (8-bit masks hold at most 255 "
-                          "classes), got -3"),
+    (["--classes", "-3"],
+     "argument --classes: expected an integer in [1, 255] (8-bit masks hold at most 255 classes), got -3"),
 ])
 def test_inspect_refuses_sizes_it_cannot_build(tiny_spec_file, args, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -241,7 +247,8 @@ def test_eval_refuses_a_negative_boundary_width(weights, capsys):
 def test_a_loader_worker_error_keeps_its_own_message(tmp_path):
     root = tmp_path / "data"
     write_classes(root, ["a", "b"], [(0, 0, 0), (255, 255, 255)])
-    write_sample(root, "train", "x", torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(8, 8, dtype=torch.long), [(0, 0, 0)] * 2)
+    write_sample(root, "train", "x", torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(8, 8, dtype=torch.long),
+                 [(0, 0, 0)] * 2)
     broken = root / "train" / "images" / "x.png"
     broken.write_bytes(b"broken")
     dataset = FolderDataset(FolderDataset.Config(root=str(root)), "train")
@@ -310,3 +317,18 @@ def test_a_palette_shorter_than_the_classes_is_refused(weights):
     with pytest.raises(WeightsError, match="'ctxseg.palette' has 5 colours for 8 classes; expected one colour per"):
         read_weights(weights)
 
+
+
+@pytest.mark.parametrize(("key", "value"), [("ctxseg.param_groups", '[{"lr": 1}]'), ("ctxseg.step", "many"),
+                                            ("ctxseg.spec", "[" * 200_000)])
+def test_a_damaged_checkpoint_is_a_weights_error(tmp_path, key, value):
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, model, optimizer, TrainingState(step=3, history=[]), {"a": 1})
+    load_checkpoint(path, model, optimizer, {"a": 1})  # intact, it loads
+    _rewrite_metadata(path, **{key: value})
+    with pytest.raises(WeightsError, match=rf"^{path}: corrupt checkpoint"):
+        load_checkpoint(path, model, optimizer, {"a": 1})

@@ -241,8 +241,8 @@ class DataSpec:
     workers: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(256)])
     crop_size: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(MAX_CROP)])
     """Square training crop in pixels; 0 trains on whole images."""
-    scale: tuple[float, float] = attrs.field(default=(1.0, 1.0), validator=_range(0.01))
-    """Random resize range for training (PSPNet: 0.5 to 2; FCRN resizes too, range not given)."""
+    scale: tuple[float, float] = attrs.field(default=(1.0, 1.0), validator=_range(0.01, 16.0))
+    """Random resize range for training (PSPNet: 0.5 to 2; FCRN resizes too, range not given); at most 16."""
     rotate: tuple[float, float] = attrs.field(default=(0.0, 0.0), validator=_range(-180.0, 180.0))
     """Random rotation range in degrees for training (PSPNet on VOC and ImageNet: -10 to 10)."""
     flip: bool = True
@@ -250,8 +250,8 @@ class DataSpec:
     blur: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
     """Probability of a random Gaussian blur in training (PSPNet on VOC and ImageNet; the
     paper gives no parameters, the authors' later PyTorch code blurs half of the images)."""
-    blur_sigma: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=_range(0.01))
-    """Range of the blur's standard deviation in pixels, drawn per image."""
+    blur_sigma: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=_range(0.01, 100.0))
+    """Range of the blur's standard deviation in pixels, drawn per image (at most 100)."""
     mean: tuple[float, float, float] = attrs.field(default=(0.485, 0.456, 0.406), validator=_color(0.0))
     """Normalization mean (RGB, in [0, 1]); also the colour of padding and rotation corners."""
     std: tuple[float, float, float] = attrs.field(default=(0.229, 0.224, 0.225), validator=_color(0.0, std=True))
