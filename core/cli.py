@@ -99,13 +99,15 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from ctxseg.engine.evaluate import evaluate
     from ctxseg.engine.inference import Inference
-    from ctxseg.files.atomic import atomic_path
+    from ctxseg.files.atomic import atomic_path, file_in_the_way
     from ctxseg.metrics.report import metrics_table
     from ctxseg.spec import MetricRef, PassesRef, load_spec
     from ctxseg.spec.convert import structure
 
     if args.out and Path(args.out).is_dir():
         raise CtxsegError(f"{args.out}: --out is a folder; expected the path of a JSON file to write")
+    if args.out and (blocking := file_in_the_way(Path(args.out).parent)) is not None:
+        raise CtxsegError(f"{args.out}: --out: {blocking} is an existing file; expected a folder for the JSON file")
     passes = structure(args.passes[-1], PassesRef, source="--passes") if args.passes else None
     inference, info = Inference.from_weights(args.weights, passes=passes)
     spec = load_spec(args.spec) if args.spec else inference.spec

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import sys
 import types
 
@@ -74,8 +76,10 @@ def test_resume_needs_a_checkpoint_and_out_must_be_a_directory(tmp_path, tiny_sp
     afile = tmp_path / "afile"
     afile.write_text("keep me")
     assert main(["train", str(tiny_spec_file), "--out", str(afile), "--quiet"]) == 2
-    assert _error(capsys) == (f"ctxseg: error: {afile}: --out is an existing file; expected a run directory "
-                              "(existing or new)\n")
+    assert _error(capsys) == (f"ctxseg: error: {afile}: --out: {afile} is an existing file; expected a run "
+                              "directory (existing or new)\n")
+    assert main(["train", str(tiny_spec_file), "--out", str(afile / "run"), "--quiet"]) == 2
+    assert f"error: {afile / 'run'}: --out: {afile} is an existing file" in _error(capsys)
     with pytest.raises(SystemExit):
         main(["train", str(tiny_spec_file), "--resume", "--overwrite"])
 
@@ -157,8 +161,8 @@ def test_predict_into_an_existing_file_is_refused(tmp_path, capsys):
     afile.write_text("keep me")
     image = _png(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "w.safetensors"), str(image), "--out", str(afile)]) == 2
-    assert _error(capsys) == (f"ctxseg: error: {afile}: --out is an existing file; expected a folder for the "
-                              "masks (existing or new)\n")
+    assert _error(capsys) == (f"ctxseg: error: {afile}: --out: {afile} is an existing file; expected a folder "
+                              "for the masks (existing or new)\n")
     assert afile.read_text() == "keep me"
 
 
@@ -169,6 +173,9 @@ def test_eval_out_that_is_a_folder_is_refused_before_evaluating(tmp_path, capsys
     assert main(["eval", str(tmp_path / "w.safetensors"), "--out", str(tmp_path)]) == 2
     assert _error(capsys) == (f"ctxseg: error: {tmp_path}: --out is a folder; expected the path of a JSON file "
                               "to write\n")
+    (tmp_path / "afile").write_text("keep me")
+    assert main(["eval", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "afile" / "m.json")]) == 2
+    assert f"--out: {tmp_path / 'afile'} is an existing file; expected a folder for the JSON file" in _error(capsys)
 
 
 def _rewrite_metadata(path, **changes):
@@ -276,6 +283,19 @@ def test_a_plugin_exiting_at_import_is_isolated_and_named(tmp_path, monkeypatch)
     with pytest.raises(PluginError, match="of plugin distribution 'ctxseg-exiting' cannot be imported from "
                                           "'exiting_plugin:Head': SystemExit: 3"):
         exiting.load()
+
+
+def test_an_installed_plugin_calling_sys_exit_does_not_end_the_command(tmp_path):
+    info = tmp_path / "ctxseg_exiting-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ctxseg-exiting\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[ctxseg]\nexiting = ctxseg_exiting_plugin\n")
+    (tmp_path / "ctxseg_exiting_plugin.py").write_text("import sys\nsys.exit(0)\n")
+    result = subprocess.run([sys.executable, "-m", "ctxseg.cli", "plugins"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)}, check=False)
+    assert result.returncode == 0
+    assert result.stderr == ("ctxseg: warning: plugin distribution 'ctxseg-exiting' failed to load: SystemExit: 0\n")
+    assert "base.resnet" in result.stdout
 
 
 # 7. eval never generates data where a weights file says

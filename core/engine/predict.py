@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ctxseg.data.samples import IMAGE_SUFFIXES, read_image
 from ctxseg.engine.inference import Inference
 from ctxseg.errors import CtxsegError, DataError
+from ctxseg.files.atomic import file_in_the_way
 from ctxseg.files.pictures import colorize, overlay, save_png
 
 __all__ = ["Predictions", "list_images", "predict"]
@@ -62,8 +63,9 @@ def list_images(inputs: Sequence[Path], *, recursive: bool = False) -> list[tupl
 def _plan(images: list[tuple[Path, Path]], out: Path, names: Sequence[str]) -> list[tuple[Path, list[Path]]]:
     """Each image with its output files (``<stem><name>.png`` for each of ``names``); a
     CtxsegError naming both files if two inputs would write one file or an output is an input."""
-    if out.exists() and not out.is_dir():
-        raise CtxsegError(f"{out}: --out is an existing file; expected a folder for the masks (existing or new)")
+    if (blocking := file_in_the_way(out)) is not None:
+        raise CtxsegError(f"{out}: --out: {blocking} is an existing file; expected a folder for the masks "
+                          "(existing or new)")
     inputs = {image.resolve(): image for image, _ in images}
     writer: dict[Path, Path] = {}
     plan = []

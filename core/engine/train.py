@@ -26,7 +26,7 @@ from ctxseg.engine.evaluate import evaluate
 from ctxseg.engine.inference import Inference
 from ctxseg.engine.runtime import Runtime
 from ctxseg.errors import CtxsegError
-from ctxseg.files.atomic import atomic_path
+from ctxseg.files.atomic import atomic_path, file_in_the_way
 from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ctxseg.files.pictures import panel, plot_curves, save_png
 from ctxseg.files.weights import load_state, read_weights, save_weights
@@ -57,8 +57,8 @@ def _objective(model: SegmentationModel, criterion: torch.nn.Module,
 
 def _check_run_directory(out: Path, *, resume: bool, overwrite: bool) -> None:
     """CtxsegError, before anything is built, unless ``out`` can take this run as asked."""
-    if out.exists() and not out.is_dir():
-        raise CtxsegError(f"{out}: --out is an existing file; expected a run directory (existing or new)")
+    if (blocking := file_in_the_way(out)) is not None:
+        raise CtxsegError(f"{out}: --out: {blocking} is an existing file; expected a run directory (existing or new)")
     found = [name for name in ("checkpoint.safetensors", "model.safetensors") if (out / name).exists()]
     if resume and "checkpoint.safetensors" not in found:
         raise CtxsegError(f"{out}: --resume: there is no checkpoint.safetensors to resume from; "
