@@ -90,7 +90,8 @@ def _train(args: argparse.Namespace) -> None:
 
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
-    metrics = train(spec, out, source=args.spec, resume=args.resume, progress=not args.quiet)
+    metrics = train(spec, out, source=args.spec, resume=args.resume, overwrite=args.overwrite,
+                    progress=not args.quiet)
     print(metrics_table(metrics))
     print(f"run directory: {out} (model.safetensors, metrics.json, curves.png, predictions/)")
 
@@ -98,17 +99,21 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from ctxseg.engine.evaluate import evaluate
     from ctxseg.engine.inference import Inference
-    from ctxseg.files.atomic import atomic_path
+    from ctxseg.files.atomic import atomic_path, file_in_the_way
     from ctxseg.metrics.report import metrics_table
     from ctxseg.spec import MetricRef, PassesRef, load_spec
     from ctxseg.spec.convert import structure
 
+    if args.out and Path(args.out).is_dir():
+        raise CtxsegError(f"{args.out}: --out is a folder; expected the path of a JSON file to write")
+    if args.out and (blocking := file_in_the_way(Path(args.out).parent)) is not None:
+        raise CtxsegError(f"{args.out}: --out: {blocking} is an existing file; expected a folder for the JSON file")
     passes = structure(args.passes[-1], PassesRef, source="--passes") if args.passes else None
     inference, info = Inference.from_weights(args.weights, passes=passes, test=_test_options(args))
     spec = load_spec(args.spec) if args.spec else inference.spec
-    data = spec.data
     metrics = [*spec.metrics, *(structure(table, MetricRef, source=f"--metric {table['name']}")
                                 for table in args.metric)]
+    data = _eval_data(spec.data, args)
     dataset = data.dataset.load()(data.dataset.config, args.split)
     if dataset.classes != info.classes:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
@@ -140,13 +145,65 @@ def _add_test_options(s: argparse.ArgumentParser) -> None:
                    help="auto (default): bf16 where the hardware runs it fast, else fp32")
 
 
-def _predict(args: argparse.Namespace) -> None:
+def _eval_data(data, args: argparse.Namespace):
+    """The ``[data]`` eval reads: ``--data-root`` replaces the dataset's root. A weights file's
+    own root is used only where it exists: eval never creates (generates) data where a
+    file's author chose. The folder read is printed (stderr)."""
+    import attrs
+
+    from ctxseg.data.context_scenes import ContextScenes, dataset_dir
+
+    ref = data.dataset
+    if args.data_root:
+        if not attrs.has(type(ref.config)) or "root" not in attrs.fields_dict(type(ref.config)):
+            raise CtxsegError(f"--data-root: the dataset {ref.name!r} has no root to replace")
+        ref = attrs.evolve(ref, config=attrs.evolve(ref.config, root=args.data_root))
+        data = attrs.evolve(data, dataset=ref)
+    root = getattr(ref.config, "root", None)
+    if issubclass(ref.load(), ContextScenes):
+        root = dataset_dir(ref.config)
+    if root is None:
+        return data
+    root = Path(root).expanduser()
+    if not args.spec and not args.data_root and not root.exists():
+        raise CtxsegError(f"{args.weights}: its spec reads {ref.name!r} data from {root}, which does not exist "
+                          "here; ctxseg eval does not create data where a weights file says: pass --data-root DIR "
+                          "(the dataset's folder; context scenes are generated there if it is missing) "
+                          "or --spec SPEC (its [data] table)")
+    print(f"ctxseg: evaluating on {ref.name!r} data, {args.split} split, in {root}", file=sys.stderr)
+    return data
+
+
+def _predict(args: argparse.Namespace) -> int:
     from ctxseg.engine.predict import predict
 
-    written = predict(Path(args.weights), [Path(p) for p in args.images], Path(args.out), format=args.format,
-                      test=_test_options(args), progress=not args.quiet)
-    print(f"wrote {len(written)} masks{' and overlays' if args.format == 'palette' else ''} "
+    done = predict(Path(args.weights), [Path(p) for p in args.images], Path(args.out), format=args.format,
+                   recursive=args.recursive, test=_test_options(args), progress=not args.quiet)
+    for error in done.failed:
+        print(f"ctxseg: error: {error}", file=sys.stderr)
+    print(f"wrote {len(done.written)} masks{' and overlays' if args.format == 'palette' else ''} "
           f"({args.format}) to {args.out}")
+    if done.failed:
+        print(f"ctxseg: {len(done.failed)} of {len(done.failed) + len(done.written)} images failed (reported above)"
+              + ("; the others were written" if done.written else ""), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bounded(low: int, high: int, why: str):
+    """An argparse type: an integer in ``[low, high]``; outside, a usage error that says why."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}] ({why}), got {value}")
+        return value
+    return parse
+
+
+_SIZE = _bounded(1, 4096, "pixels; larger inputs need tens of GB to measure")
 
 
 class _NewTable(argparse.Action):
@@ -186,22 +243,29 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--resolved", action="store_true",
                    help="print only the spec after `extends` with every default filled in, as TOML that `train` accepts")
-    s.add_argument("--input-size", nargs=2, type=int, default=[512, 512], metavar=("H", "W"))
-    s.add_argument("--rf-size", nargs=2, type=int, metavar=("H", "W"),
+    s.add_argument("--input-size", nargs=2, type=_SIZE, default=[512, 512], metavar=("H", "W"))
+    s.add_argument("--rf-size", nargs=2, type=_SIZE, metavar=("H", "W"),
                    help="input size for measuring the receptive field (default: --input-size)")
-    s.add_argument("--classes", type=int, help="number of classes (default: the spec's dataset)")
+    s.add_argument("--classes", type=_bounded(1, 255, "8-bit masks hold at most 255 classes"),
+                   help="number of classes (default: the spec's dataset)")
     s.set_defaults(run=_inspect)
 
     s = sub.add_parser("train", help="train a spec's model and evaluate it")
     s.add_argument("spec", metavar="SPEC")
     s.add_argument("--out", metavar="DIR", help="run directory (default: runs/<spec name>)")
-    s.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.safetensors")
+    again = s.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.safetensors (must exist)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in DIR (without it, a DIR holding a run is refused)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(run=_train)
 
     s = sub.add_parser("eval", help="evaluate weights on a dataset split")
     s.add_argument("weights", metavar="WEIGHTS")
     s.add_argument("--spec", help="take the [data] table from this spec instead of the weights file")
+    s.add_argument("--data-root", metavar="DIR",
+                   help="the dataset's folder (replaces the root in the weights file or --spec); needed when "
+                        "the weights file's root does not exist here")
     s.add_argument("--split", default="val")
     s.add_argument("--metric", action=_NewTable, default=[], metavar="NAME",
                    help="also report a registered metric, e.g. gcn.boundary (GCN's boundary/internal accuracy); "
@@ -221,8 +285,10 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="label images with a weights file")
     s.add_argument("weights", metavar="WEIGHTS")
-    s.add_argument("images", nargs="+", metavar="IMAGE")
+    s.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files and folders (their images, sorted; masks keep the path inside the folder)")
     s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--recursive", action="store_true", help="also read the images in sub-folders of a folder")
     s.add_argument("--format", default="palette", metavar="FORMAT",
                    help="palette (class colours, plus overlays; default), or a benchmark's own format that "
                         "the weights' dataset offers: voc (VOC palette PNGs), cityscapes (labelId PNGs), "
@@ -241,14 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     warnings.showwarning = _show_warning
     try:
-        args.run(args)
+        code = args.run(args)
     except CtxsegError as error:
         print(f"ctxseg: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ctxseg: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

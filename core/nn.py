@@ -10,7 +10,9 @@ plugin may use :mod:`ctxseg.interfaces` (what to implement), :mod:`ctxseg.regist
   dilation), :class:`VGG16` and :func:`fc_as_convolutions` (VGG's fc6/fc7 as convs).
 - :func:`load_pretrained`: an ImageNet checkpoint (``.pth``, read without pickle, or
   ``.safetensors``) into a backbone, every mismatching tensor named.
-- :func:`upsample`, :func:`he_init`, :func:`odd_kernel` (an attrs validator).
+- :func:`upsample`, :func:`he_init`; :func:`odd_kernel` and :func:`channel_count`, attrs
+  validators that also refuse implausible sizes (:data:`MAX_KERNEL`, :data:`MAX_CHANNELS`)
+  before anything is built.
 - :func:`submodule`: a module of the assembled model by the path its weights carry.
 """
 
@@ -18,6 +20,7 @@ from ctxseg.builtin.pretrained import load_pretrained
 from ctxseg.builtin.resnet import ResNet
 from ctxseg.builtin.vgg import VGG16, fc_as_convolutions
 from ctxseg.model.assemble import submodule
-from ctxseg.model.blocks import he_init, odd_kernel, upsample
+from ctxseg.model.blocks import MAX_CHANNELS, MAX_KERNEL, channel_count, he_init, odd_kernel, upsample
 
-__all__ = ["ResNet", "VGG16", "fc_as_convolutions", "he_init", "load_pretrained", "odd_kernel", "submodule", "upsample"]
+__all__ = ["MAX_CHANNELS", "MAX_KERNEL", "ResNet", "VGG16", "channel_count", "fc_as_convolutions", "he_init",
+           "load_pretrained", "odd_kernel", "submodule", "upsample"]

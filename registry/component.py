@@ -66,6 +66,8 @@ class Component:
         module_name, _, attr = self.target.partition(":")
         try:
             return getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # whatever its import raises (SystemExit too) is the plugin's
             raise PluginError(f"{self.kind} {self.name!r} of plugin distribution {self.distribution!r} "
-                              f"cannot be imported from {self.target!r}: {error}") from error
+                              f"cannot be imported from {self.target!r}: {type(error).__name__}: {error}") from error

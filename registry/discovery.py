@@ -58,9 +58,9 @@ class Registry:
                 version = ep.dist.version if ep.dist else ""
                 try:
                     self._add(ep.load(), dist, version)
-                except PluginError:
+                except (PluginError, KeyboardInterrupt):
                     raise
-                except Exception as error:  # noqa: BLE001 - any import error is the plugin's
+                except BaseException as error:  # noqa: BLE001 - any import error is the plugin's, SystemExit too
                     self._fail(dist, error)
 
     def register(self, plugin: Any, distribution: str = "<in-process>", version: str = "") -> None:
@@ -76,10 +76,10 @@ class Registry:
                         if impl.plugin_name == name for c in impl.function()]
             new = [attrs.evolve(c, distribution=distribution, version=version) for c in declared]
             self._check_unique(new, distribution)
-        except PluginError:
+        except (PluginError, KeyboardInterrupt):
             self._pm.unregister(name=name)
             raise
-        except Exception as error:  # noqa: BLE001
+        except BaseException as error:  # noqa: BLE001 - a plugin's sys.exit() must not end every command
             self._pm.unregister(name=name)
             self._fail(distribution, error)
             return

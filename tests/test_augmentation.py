@@ -143,7 +143,7 @@ def test_spec_keys() -> None:
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
-    ("scale", [2.0, 0.5], r"'scale' must be \[a, b\] with 0.01 <= a <= b, got \[2.0, 0.5\]"),
+    ("scale", [2.0, 0.5], r"'scale' must be \[a, b\] with 0.01 <= a <= b <= 16.0, got \[2.0, 0.5\]"),
     ("rotate", [-200, 10], r"'rotate' must be \[a, b\] with -180.0 <= a <= b <= 180.0, got \[-200.0, 10.0\]"),
     ("blur", 1.5, "blur"),
     ("blur_sigma", [0, 1], r"'blur_sigma' must be \[a, b\] with 0.01 <= a <= b"),

@@ -42,8 +42,9 @@ def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, ca
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
     capsys.readouterr()
-    assert main(["predict", str(out / "model.safetensors"), str(bad), "--out", str(tmp_path / "p2"), "--quiet"]) == 2
-    assert capsys.readouterr().err == f"ctxseg: error: {bad}: not a readable image (cannot identify image file '{bad}')\n"
+    assert main(["predict", str(out / "model.safetensors"), str(bad), "--out", str(tmp_path / "p2"), "--quiet"]) == 1
+    assert capsys.readouterr().err == (f"ctxseg: error: {bad}: not a readable image (cannot identify image file "
+                                       f"'{bad}')\nctxseg: 1 of 1 images failed (reported above)\n")
 
 
 @pytest.mark.parametrize("accumulate", [1, 2])

@@ -10,6 +10,7 @@ import attrs
 from torch import Tensor, nn
 
 from ctxseg.interfaces import ContextHead
+from ctxseg.model.blocks import channel_count
 
 
 class FCNHead(ContextHead):
@@ -17,7 +18,7 @@ class FCNHead(ContextHead):
 
     @attrs.define(frozen=True, kw_only=True)
     class Config:
-        channels: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+        channels: int = attrs.field(default=0, validator=channel_count(0))
         """Output channels; 0 means in_channels // 4, torchvision's choice."""
         dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
 

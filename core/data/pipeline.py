@@ -19,10 +19,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ctxseg.errors import CtxsegError
 from ctxseg.interfaces import SegmentationDataset
 from ctxseg.spec import DataSpec
 
-__all__ = ["EvalTransform", "RandomRotateCrop", "RandomScale", "TrainTransform", "train_loader"]
+__all__ = ["EvalTransform", "RandomRotateCrop", "RandomScale", "TrainTransform", "batches", "train_loader"]
 
 
 class EvalTransform:
@@ -193,3 +194,23 @@ def train_loader(dataset: SegmentationDataset, spec: DataSpec, seed: int, start_
         persistent_workers=spec.workers > 0, drop_last=True,
         generator=torch.Generator().manual_seed(seed),  # keeps the global RNG (dropout's) untouched
     )
+
+
+def batches(loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
+    """The batches of ``loader``; a user error raised in a loader worker keeps its own message.
+
+    torch re-raises a worker's exception with "Caught ... in DataLoader worker process 0.
+    Original Traceback (most recent call last): ..." in front of its message; for an
+    error the user is to fix (a bad image), that traceback is noise in front of the file's name.
+    """
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except CtxsegError as error:
+            text = str(error)
+            marker = f"{type(error).__module__}.{type(error).__qualname__}: "
+            if "Original Traceback" not in text or marker not in text:
+                raise
+            raise type(error)(text.rpartition(marker)[2].rstrip("\n")) from None
+        yield batch

@@ -39,10 +39,29 @@ def read_image(path: Path) -> Tensor:
         raise DataError(f"{path}: no such image")
     try:
         with Image.open(path) as im:
-            rgb = np.array(im.convert("RGB"))
+            rgb = _gray16_to_rgb(im, path) if im.mode in _GRAY16 else np.array(im.convert("RGB"))
     except _UNREADABLE as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+_GRAY16 = ("I;16", "I;16B", "I;16L", "I")
+
+
+def _gray16_to_rgb(im: Image.Image, path: Path) -> np.ndarray:
+    """A 16-bit grayscale image as ``(H, W, 3)`` uint8, each value scaled by 255/65535.
+
+    Scaled rather than refused: a 16-bit PNG is the same picture at a finer grey
+    scale, and the models see 8-bit images, so rounding ``v / 257`` keeps everything
+    they can use. Pillow's own ``convert("RGB")`` clips at 255 instead, which turns
+    nearly every pixel of a 16-bit image white.
+    """
+    values = np.array(im)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise DataError(f"{path}: grey values from {values.min()} to {values.max()}; "
+                        "expected an 8- or 16-bit image (0-255 or 0-65535)")
+    gray = np.rint(values.astype(np.float64) / 257).astype(np.uint8)
+    return np.repeat(gray[:, :, None], 3, axis=2)
 
 
 def read_index_png(path: Path) -> Tensor:

@@ -1,9 +1,15 @@
 """``ctxseg predict``: label images with a weights file alone (no spec needed).
 
-For every image ``<stem>.<ext>`` it writes ``<stem>.png``, by default a palette PNG of
-class indices (viewable, and readable as labels) and ``<stem>_overlay.png``; or the
-prediction format of a benchmark's official evaluation that the weights' dataset
-offers (``--format voc``, ``--format cityscapes`` with ctxseg-datasets).
+Inputs are image files and folders (their images, sorted; with ``recursive`` their
+sub-folders' too). An image file ``<stem>.<ext>`` gets ``<stem>.png`` in the output
+folder; an image found in a folder keeps its path relative to that folder
+(``<sub>/<stem>.png``). By default the output is a palette PNG of class indices
+(viewable, and readable as labels) and ``<stem>_overlay.png``; or the prediction
+format of a benchmark's official evaluation that the weights' dataset offers
+(``--format voc``, ``--format cityscapes`` with ctxseg-datasets).
+
+Every output name is planned before anything is written: two inputs that would write
+the same file, or an output that would replace an input, are refused, naming both.
 """
 
 from __future__ import annotations
@@ -12,26 +18,86 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 from tqdm import tqdm
 
-from ctxseg.data.samples import read_image
+from ctxseg.data.samples import IMAGE_SUFFIXES, read_image
 from ctxseg.engine.inference import Inference
-from ctxseg.errors import CtxsegError
+from ctxseg.errors import CtxsegError, DataError
+from ctxseg.files.atomic import file_in_the_way
 from ctxseg.files.pictures import colorize, overlay, save_png
 
-__all__ = ["predict"]
+__all__ = ["Predictions", "list_images", "predict"]
 
 
-def predict(weights: Path, images: Sequence[Path], out: Path, *, format: str = "palette",
-            test: Mapping[str, Any] | None = None, progress: bool = True) -> list[Path]:
-    """Write a mask per image into ``out`` in ``format``; return the mask paths.
+@attrs.frozen
+class Predictions:
+    """What a predict run did: the masks written, and one error per image that could not be labelled."""
+
+    written: list[Path]
+    failed: list[CtxsegError]
+
+
+def list_images(inputs: Sequence[Path], *, recursive: bool = False) -> list[tuple[Path, Path]]:
+    """``(image, output stem)`` pairs of image files and folders' images (sorted, hidden files skipped).
+
+    The stem is relative to the output folder: ``<stem>`` for a file given by name,
+    the image's path inside the folder (without suffix) for a folder's image.
+    """
+    found = []
+    for path in inputs:
+        if path.is_dir():
+            images = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
+                            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not images:
+                raise DataError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder"
+                                + ("" if recursive else " (sub-folders are read with --recursive)"))
+            found += [(p, p.relative_to(path).with_suffix("")) for p in images]
+        elif path.exists():
+            found.append((path, Path(path.stem)))
+        else:
+            raise DataError(f"{path}: no such image or folder")
+    return found
+
+
+def _plan(images: list[tuple[Path, Path]], out: Path, names: Sequence[str]) -> list[tuple[Path, list[Path]]]:
+    """Each image with its output files (``<stem><name>.png`` for each of ``names``); a
+    CtxsegError naming both files if two inputs would write one file or an output is an input."""
+    if (blocking := file_in_the_way(out)) is not None:
+        raise CtxsegError(f"{out}: --out: {blocking} is an existing file; expected a folder for the masks "
+                          "(existing or new)")
+    inputs = {image.resolve(): image for image, _ in images}
+    writer: dict[Path, Path] = {}
+    plan = []
+    for image, stem in images:
+        outputs = [out / stem.with_name(f"{stem.name}{name}.png") for name in names]
+        for output in outputs:
+            key = output.resolve()
+            if key in inputs:
+                raise CtxsegError(f"{output}: the output for {image} would replace the input image "
+                                  f"{inputs[key]}; choose another --out")
+            if key in writer:
+                raise CtxsegError(f"{output}: both {writer[key]} and {image} would be written to this file; "
+                                  "rename one, or predict them into different --out folders")
+            writer[key] = image
+        plan.append((image, outputs))
+    return plan
+
+
+def predict(weights: Path, inputs: Sequence[Path], out: Path, *, format: str = "palette",
+            recursive: bool = False, test: Mapping[str, Any] | None = None, progress: bool = True) -> Predictions:
+    """Write a mask per image into ``out`` in ``format``; go on past images that cannot be read.
 
     ``palette`` (always available) writes ``<stem>.png`` in the model's class colours and
     ``<stem>_overlay.png``; any other format is one the weights' dataset offers
     (:meth:`~ctxseg.interfaces.SegmentationDataset.output_formats`), written alone as
     ``<stem>.png`` so that a benchmark's evaluation finds exactly one file per image.
-    ``test`` keys override the weights' ``[test]`` protocol.
+    Inputs, output names and the format are checked before anything is written; ``test``
+    keys override the weights' ``[test]`` protocol.
     """
+    images = list_images(inputs, recursive=recursive)
+    plan = _plan(images, out, ["", "_overlay"] if format == "palette" else [""])
     inference, info = Inference.from_weights(weights, test=test)
     if progress:
         print(f"predict: {inference.describe()}")
@@ -41,14 +107,18 @@ def predict(weights: Path, images: Sequence[Path], out: Path, *, format: str = "
         offered = ", ".join(["palette", *formats])
         raise CtxsegError(f"{weights}: unknown prediction format {format!r} for its dataset "
                           f"{spec.data.dataset.name!r} (offered: {offered})")
-    written = []
-    for path in tqdm(images, desc="predict", disable=not progress):
-        image = read_image(path)
+    done = Predictions(written=[], failed=[])
+    for path, outputs in tqdm(plan, desc="predict", disable=not progress):
+        try:
+            image = read_image(path)
+        except CtxsegError as error:  # one bad file costs its own mask, not the batch's
+            done.failed.append(error)
+            continue
         prediction = inference.predict(image)
         if format == "palette":
-            save_png(colorize(prediction, info.palette), out / f"{path.stem}.png")
-            save_png(overlay(image, prediction, info.palette), out / f"{path.stem}_overlay.png")
+            save_png(colorize(prediction, info.palette), outputs[0])
+            save_png(overlay(image, prediction, info.palette), outputs[1])
         else:
-            save_png(formats[format](prediction), out / f"{path.stem}.png")
-        written.append(out / f"{path.stem}.png")
-    return written
+            save_png(formats[format](prediction), outputs[0])
+        done.written.append(outputs[0])
+    return done

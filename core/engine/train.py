@@ -21,12 +21,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ctxseg.data.pipeline import train_loader
+from ctxseg.data.pipeline import batches, train_loader
 from ctxseg.engine.evaluate import evaluate
 from ctxseg.engine.inference import Inference
 from ctxseg.engine.runtime import Runtime
 from ctxseg.errors import CtxsegError
-from ctxseg.files.atomic import atomic_path
+from ctxseg.files.atomic import atomic_path, file_in_the_way
 from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ctxseg.files.pictures import panel, plot_curves, save_png
 from ctxseg.files.weights import load_state, read_weights, save_weights
@@ -55,12 +55,28 @@ def _objective(model: SegmentationModel, criterion: torch.nn.Module,
     return objective
 
 
-def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False,
+def _check_run_directory(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """CtxsegError, before anything is built, unless ``out`` can take this run as asked."""
+    if (blocking := file_in_the_way(out)) is not None:
+        raise CtxsegError(f"{out}: --out: {blocking} is an existing file; expected a run directory (existing or new)")
+    found = [name for name in ("checkpoint.safetensors", "model.safetensors") if (out / name).exists()]
+    if resume and "checkpoint.safetensors" not in found:
+        raise CtxsegError(f"{out}: --resume: there is no checkpoint.safetensors to resume from; "
+                          "train without --resume to start a new run there")
+    if found and not resume and not overwrite:
+        raise CtxsegError(f"{out}: already holds a run ({', '.join(found)}); pass --resume to continue it, "
+                          "--overwrite to replace it, or choose another --out")
+
+
+def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train ``spec`` into the run directory ``out``; return the final validation metrics.
 
-    With ``resume``, training continues from ``out/checkpoint.safetensors`` if present.
+    With ``resume``, training continues from ``out/checkpoint.safetensors``, which must
+    exist. A directory that already holds a run (its checkpoint or weights) is replaced
+    only with ``overwrite``: a finished run is never lost to a repeated command.
     """
+    _check_run_directory(out, resume=resume, overwrite=overwrite)
     run = spec.run
     torch.manual_seed(run.seed)
     runtime = Runtime(run, source)
@@ -84,13 +100,13 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.safetensors"
     state = TrainingState(step=0, history=[])
-    if resume and checkpoint.exists():
+    if resume:
         state = load_checkpoint(checkpoint, model, optimizer, resolved)
     eval_every = run.eval_every or run.steps
 
     model.train()
     objective = _objective(model, criterion, 1 / run.accumulate)
-    batches = iter(train_loader(train_set, spec.data, run.seed, start_step=state.step * run.accumulate))
+    loader = batches(train_loader(train_set, spec.data, run.seed, start_step=state.step * run.accumulate))
     bar = tqdm(total=run.steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
     started, running = time.perf_counter(), []
     trains = state.step < run.steps
@@ -100,7 +116,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
         optimizer.zero_grad(set_to_none=True)
         loss = 0.0
         for _ in range(run.accumulate):
-            images, masks = next(batches)
+            images, masks = next(loader)
             images, masks = runtime.images(images), masks.to(runtime.device)
             loss += passes.backward(model, images, masks, objective, runtime.autocast)
             if not math.isfinite(loss):

@@ -8,7 +8,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "file_in_the_way"]
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """``folder`` itself or the first of its parents that exists as a file (so no folder can be made there)."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
 
 
 @contextlib.contextmanager

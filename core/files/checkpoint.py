@@ -62,19 +62,27 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     tensors, meta = read_safetensors(path)
     if meta.get("ctxseg.format") != FORMAT:
         raise WeightsError(f"{path}: not a ctxseg checkpoint (expected format {FORMAT!r})")
-    if json.loads(meta["ctxseg.spec"]) != json.loads(json.dumps(spec)):
+    try:
+        saved = json.loads(meta["ctxseg.spec"])
+    except (KeyError, ValueError, RecursionError):
+        raise WeightsError(f"{path}: corrupt checkpoint: metadata 'ctxseg.spec' is missing or unreadable") from None
+    if saved != json.loads(json.dumps(spec)):
         raise WeightsError(f"{path}: was written by a run with a different spec; "
                            "resume with the same spec or train into a new --out directory")
     load_state(model, {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}, str(path))
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer/"):
-            _, index, name = key.split("/", 2)
-            state.setdefault(int(index), {})[name] = value
-    for index, entries in json.loads(meta["ctxseg.optimizer_scalars"]).items():
-        state.setdefault(int(index), {}).update(entries)
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["ctxseg.param_groups"])})
-    torch.set_rng_state(tensors["rng/cpu"])
-    if "rng/cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng/cuda"])
-    return TrainingState(step=int(meta["ctxseg.step"]), history=json.loads(meta["ctxseg.history"]))
+    try:
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer/"):
+                _, index, name = key.split("/", 2)
+                state.setdefault(int(index), {})[name] = value
+        for index, entries in json.loads(meta["ctxseg.optimizer_scalars"]).items():
+            state.setdefault(int(index), {}).update(entries)
+        optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["ctxseg.param_groups"])})
+        torch.set_rng_state(tensors["rng/cpu"])
+        if "rng/cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng/cuda"])
+        return TrainingState(step=int(meta["ctxseg.step"]), history=json.loads(meta["ctxseg.history"]))
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError, RecursionError) as error:
+        raise WeightsError(f"{path}: corrupt checkpoint ({type(error).__name__}: {error}); train without "
+                           "--resume (--overwrite) to start the run again") from None

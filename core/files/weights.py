@@ -9,7 +9,7 @@ component) and ``ctxseg.metrics`` (optional). No pickle is involved anywhere.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,23 +81,48 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, Tensor], WeightsInfo]:
-    """The tensors and metadata of a ctxseg weights file."""
+    """The tensors and metadata of a ctxseg weights file; WeightsError naming the key of
+    any metadata that is not what ctxseg writes (a damaged or hand-made file)."""
     path = Path(path)
     tensors, meta = read_safetensors(path)
     if meta.get("ctxseg.format") != FORMAT:
         raise WeightsError(f"{path}: not a ctxseg weights file (metadata 'ctxseg.format' is "
                            f"{meta.get('ctxseg.format')!r}, expected {FORMAT!r})")
-    try:
-        info = WeightsInfo(
-            spec=json.loads(meta["ctxseg.spec"]),
-            classes=json.loads(meta["ctxseg.classes"]),
-            palette=[tuple(c) for c in json.loads(meta["ctxseg.palette"])],
-            plugins=json.loads(meta["ctxseg.plugins"]),
-            metrics=json.loads(meta["ctxseg.metrics"]) if "ctxseg.metrics" in meta else None,
-        )
-    except (KeyError, ValueError, TypeError) as error:
-        raise WeightsError(f"{path}: corrupt ctxseg metadata ({type(error).__name__}: {error})") from None
+    spec = _metadata(meta, "ctxseg.spec", path, "a JSON object (the resolved spec)",
+                     lambda v: isinstance(v, dict))
+    classes = _metadata(meta, "ctxseg.classes", path, "a non-empty JSON list of class-name strings",
+                        lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v))
+    palette = _metadata(meta, "ctxseg.palette", path, "a JSON list of [r, g, b] colours, integers in [0, 255]",
+                        lambda v: isinstance(v, list) and all(
+                            isinstance(c, list) and len(c) == 3 and all(type(x) is int and 0 <= x <= 255 for x in c)
+                            for c in v))
+    if len(palette) != len(classes):
+        raise WeightsError(f"{path}: metadata 'ctxseg.palette' has {len(palette)} colours for "
+                           f"{len(classes)} classes; expected one colour per class")
+    plugins = _metadata(meta, "ctxseg.plugins", path, 'a JSON object {"distribution": "version"}',
+                        lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()))
+    metrics = (_metadata(meta, "ctxseg.metrics", path, "a JSON object", lambda v: isinstance(v, dict))
+               if "ctxseg.metrics" in meta else None)
+    info = WeightsInfo(spec=spec, classes=classes, palette=[tuple(c) for c in palette], plugins=plugins,
+                       metrics=metrics)
     return tensors, info
+
+
+def _metadata(meta: Mapping[str, str], key: str, path: Path, expected: str, valid: Callable[[Any], bool]) -> Any:
+    """The JSON value of metadata ``key``; WeightsError naming the file and key unless ``valid``."""
+    if key not in meta:
+        raise WeightsError(f"{path}: corrupt ctxseg metadata: {key!r} is missing (expected {expected})")
+    try:
+        value = json.loads(meta[key])
+    except ValueError as error:
+        raise WeightsError(f"{path}: corrupt ctxseg metadata: {key!r} is not JSON ({error})") from None
+    except RecursionError:  # e.g. [[[[...]]]] 200,000 deep
+        raise WeightsError(f"{path}: corrupt ctxseg metadata: {key!r} is nested too deeply to read "
+                           f"(expected {expected})") from None
+    if not valid(value):
+        shown = meta[key] if len(meta[key]) <= 60 else f"{meta[key][:60]}..."
+        raise WeightsError(f"{path}: corrupt ctxseg metadata: {key!r} must be {expected}, got {shown}")
+    return value
 
 
 def load_state(module: nn.Module, tensors: Mapping[str, Tensor], source: str, *, partial: bool = False) -> None:
@@ -111,12 +136,26 @@ def load_state(module: nn.Module, tensors: Mapping[str, Tensor], source: str, *,
     unexpected = [k for k in tensors if k not in expected]
     misshaped = [f"{k} (file {tuple(tensors[k].shape)}, model {tuple(v.shape)})"
                  for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    # load_state_dict would cast silently: an int64 counter stored as F64 is a damaged file, not a number
+    mistyped = [f"{k} (file {_dtype(tensors[k])}, model {_dtype(v)})"
+                for k, v in expected.items() if k in tensors and tensors[k].dtype != v.dtype]
     problems = [f"{kind} tensors: {_listing(names)}" for kind, names in
-                (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if names]
+                (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped),
+                 ("wrong dtype", mistyped)) if names]
     if problems:
         raise WeightsError(f"{source} does not match {type(module).__name__}: " + "; ".join(problems))
     with torch.no_grad():
         module.load_state_dict(dict(tensors), strict=not partial)
+
+
+def _dtype(tensor: Tensor) -> str:
+    """A tensor's dtype as a safetensors header names it (F32, I64, BF16, ...)."""
+    return _SAFETENSORS_DTYPES.get(tensor.dtype, str(tensor.dtype).removeprefix("torch."))
+
+
+_SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                       torch.uint8: "U8", torch.bool: "BOOL"}
 
 
 def _listing(names: list[str], shown: int = 10) -> str:

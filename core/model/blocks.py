@@ -6,7 +6,14 @@ import attrs
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["he_init", "odd_kernel", "upsample"]
+__all__ = ["MAX_CHANNELS", "MAX_KERNEL", "channel_count", "he_init", "odd_kernel", "upsample"]
+
+MAX_CHANNELS = 65_536
+"""Largest channel count a spec may give a component: 32 times ResNet's widest map (2048)
+and already 38.7 billion weights (155 GB) in one 3x3 conv of that width. Anything above
+it is a typo that would try to allocate terabytes, so it is refused before building."""
+MAX_KERNEL = 255
+"""Largest kernel side: GCN's largest is 15, FCRN's field of view is made by dilation."""
 
 
 def upsample(scores: Tensor, size: tuple[int, int]) -> Tensor:
@@ -26,6 +33,16 @@ def he_init(conv: nn.Conv2d) -> nn.Conv2d:
 
 def odd_kernel(instance: object, attribute: attrs.Attribute, value: int) -> None:
     """attrs validator: a kernel size k >= 1 and odd, so that padding (k - 1) / 2 keeps the size
-    and the kernel is centred on its pixel (GCN Sec. 4.1.1: "only odd k")."""
-    if not (isinstance(value, int) and value >= 1 and value % 2 == 1):
-        raise ValueError(f"'{attribute.name}' must be an odd kernel size >= 1, got {value!r}")
+    and the kernel is centred on its pixel (GCN Sec. 4.1.1: "only odd k"); at most MAX_KERNEL."""
+    if not (isinstance(value, int) and 1 <= value <= MAX_KERNEL and value % 2 == 1):
+        raise ValueError(f"'{attribute.name}' must be an odd kernel size in [1, {MAX_KERNEL}], got {value!r}")
+
+
+def channel_count(minimum: int = 1):
+    """attrs validator: a channel count in ``[minimum, MAX_CHANNELS]`` (``minimum = 0`` where
+    0 means "as many as the input")."""
+    def check(instance: object, attribute: attrs.Attribute, value: int) -> None:
+        if not minimum <= value <= MAX_CHANNELS:
+            raise ValueError(f"'{attribute.name}' must be a channel count in [{minimum}, {MAX_CHANNELS}], "
+                             f"got {value}")
+    return check

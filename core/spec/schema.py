@@ -15,6 +15,7 @@ backbone and the dataset. See ``examples/`` and the README for complete specs.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -206,6 +207,23 @@ def _range(low: float, high: float | None = None):
     return check
 
 
+def _color(low: float, *, std: bool = False):
+    """Validator of an RGB triple of finite numbers in ``[low, 1]`` (``(0, 1]`` for a std, which divides)."""
+    bounds = "(0, 1]" if std else f"[{low}, 1]"
+
+    def check(instance: Any, attribute: attrs.Attribute, value: tuple[float, float, float]) -> None:
+        if not all(math.isfinite(v) and (v > 0 if std else v >= low) and v <= 1 for v in value):
+            raise ValueError(f"'{attribute.name}' must be three numbers in {bounds} (RGB, images scaled to "
+                             f"[0, 1]), got {list(value)}")
+    return check
+
+
+MAX_BATCH = 4096
+"""Largest batch a spec may ask for; more is a typo that would allocate the memory of thousands of images."""
+MAX_CROP = 8192
+"""Largest training crop side in pixels (Cityscapes images are 2048 wide; PSPNet crops 713)."""
+
+
 @attrs.frozen(kw_only=True)
 class DataSpec:
     """The dataset, batching, and the training augmentation (PSPNet Sec. 5.1; FCRN Sec. 4.2).
@@ -219,12 +237,12 @@ class DataSpec:
     """
 
     dataset: DatasetRef = _default(DatasetRef, "base.context_scenes")
-    batch_size: int = attrs.field(default=8, validator=attrs.validators.ge(1))
-    workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    crop_size: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    batch_size: int = attrs.field(default=8, validator=[attrs.validators.ge(1), attrs.validators.le(MAX_BATCH)])
+    workers: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(256)])
+    crop_size: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(MAX_CROP)])
     """Square training crop in pixels; 0 trains on whole images."""
-    scale: tuple[float, float] = attrs.field(default=(1.0, 1.0), validator=_range(0.01))
-    """Random resize range for training (PSPNet: 0.5 to 2; FCRN resizes too, range not given)."""
+    scale: tuple[float, float] = attrs.field(default=(1.0, 1.0), validator=_range(0.01, 16.0))
+    """Random resize range for training (PSPNet: 0.5 to 2; FCRN resizes too, range not given); at most 16."""
     rotate: tuple[float, float] = attrs.field(default=(0.0, 0.0), validator=_range(-180.0, 180.0))
     """Random rotation range in degrees for training (PSPNet on VOC and ImageNet: -10 to 10)."""
     flip: bool = True
@@ -232,11 +250,12 @@ class DataSpec:
     blur: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
     """Probability of a random Gaussian blur in training (PSPNet on VOC and ImageNet; the
     paper gives no parameters, the authors' later PyTorch code blurs half of the images)."""
-    blur_sigma: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=_range(0.01))
-    """Range of the blur's standard deviation in pixels, drawn per image."""
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    blur_sigma: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=_range(0.01, 100.0))
+    """Range of the blur's standard deviation in pixels, drawn per image (at most 100)."""
+    mean: tuple[float, float, float] = attrs.field(default=(0.485, 0.456, 0.406), validator=_color(0.0))
     """Normalization mean (RGB, in [0, 1]); also the colour of padding and rotation corners."""
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    std: tuple[float, float, float] = attrs.field(default=(0.229, 0.224, 0.225), validator=_color(0.0, std=True))
+    """Normalization standard deviation (RGB, in (0, 1]: images are divided by it)."""
 
 
 def _window(instance: TestSpec, attribute: attrs.Attribute, value: int) -> None:
@@ -295,13 +314,14 @@ class RunSpec:
     this, so an update sees the mean over batch_size x accumulate samples."""
     eval_every: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     """Evaluate (and checkpoint) every so many steps; 0 means only at the end."""
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(2**32 - 1)])
+    """Seed of every random draw (initialisation, sampling, augmentation); 0 to 2**32 - 1."""
     device: Literal["cpu", "cuda", "auto"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 runs the forward pass under autocast; weights and optimizer stay fp32."""
     channels_last: bool = False
-    threads: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    """CPU threads for torch; 0 keeps torch's default."""
+    threads: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(4096)])
+    """CPU threads for torch (at most 4096); 0 keeps torch's default."""
     passes: PassesRef = _default(PassesRef, "base.single")
     """How the model runs on a batch in training and at inference: "base.single" (one
     forward pass), or a plugin's, e.g. "fcrn.simulated" (FCRN's four shifted passes)."""

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctxseg.interfaces import Backbone
-from ctxseg.nn import VGG16, fc_as_convolutions, load_pretrained
+from ctxseg.nn import VGG16, channel_count, fc_as_convolutions, load_pretrained
 from ctxseg_dilation.padding import field_of_view, margin, pad
 
 __all__ = ["FrontEnd"]
@@ -69,7 +69,7 @@ class FrontEnd(Backbone):
 
     @attrs.define(frozen=True, kw_only=True)
     class Config:
-        fc_channels: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
+        fc_channels: int = attrs.field(default=4096, validator=channel_count())
         """Width of fc6 and fc7: 4096, VGG-16's (Sec. 4). fc6 alone then has 103M weights;
         a smaller width is for tests and quick runs (and takes no ImageNet fc6/fc7)."""
         dropout: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])

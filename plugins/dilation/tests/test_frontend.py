@@ -136,7 +136,7 @@ def test_imagenet_fc6_needs_its_width(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"fc_channels": 0}, r"model\.backbone: 'fc_channels' must be > 0"),
+        ({"fc_channels": 0}, r"model\.backbone: 'fc_channels' must be a channel count in \[1, 65536\], got 0"),
         ({"dropout": 1.0}, r"model\.backbone: 'dropout' must be < 1"),
         ({"intermediate_padding": "yes"}, r"model\.backbone\.intermediate_padding: expected true or false"),
     ],

@@ -31,7 +31,7 @@ class DilatedClassifier(ContextHead):
     class Config:
         kernel: int = attrs.field(default=5, validator=odd_kernel)
         """k: 3, 5 or 7 in Tables 1 and 2; 5 in the final models (Table 4)."""
-        dilation: int = attrs.field(default=12, validator=attrs.validators.ge(1))
+        dilation: int = attrs.field(default=12, validator=[attrs.validators.ge(1), attrs.validators.le(256)])
         """d: 6, 12 or 18 in Tables 1 and 2; 12 in the final models (Table 4)."""
 
     def __init__(self, config: Config, in_channels: int, num_classes: int):

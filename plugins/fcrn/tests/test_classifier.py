@@ -60,5 +60,5 @@ def test_parameters_are_one_convolution():
 
 @pytest.mark.parametrize("kernel", [0, 2, 4])
 def test_even_kernels_are_refused(kernel):
-    with pytest.raises(ValueError, match=f"'kernel' must be an odd kernel size >= 1, got {kernel}"):
+    with pytest.raises(ValueError, match=rf"'kernel' must be an odd kernel size in \[1, 255\], got {kernel}"):
         DilatedClassifier.Config(kernel=kernel)

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from ctxseg.errors import SpecError
 from ctxseg.interfaces import Fusion
-from ctxseg.nn import odd_kernel
+from ctxseg.nn import channel_count, odd_kernel
 from ctxseg_gcn.baselines import Head, score_head
 from ctxseg_gcn.boundary_refinement import BoundaryRefinement
 
@@ -82,7 +82,7 @@ class GCNFusion(Fusion):
         kernel: int = attrs.field(default=15, validator=_kernel_fits_head)
         """k of GCN, of the k x k conv and the stack's equivalent kernel: 15 is Table 1's
         best; Cityscapes takes 25 (Sec. 4.3). Ignored by ``conv1x1``."""
-        stack_channels: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+        stack_channels: int = attrs.field(default=0, validator=channel_count(0))
         """m, the width inside a ``stack3x3`` head (Table 4); 0 means the input's own width
         (Table 3: m = 2048 on res-5)."""
         refine: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))

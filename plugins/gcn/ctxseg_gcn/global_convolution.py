@@ -30,7 +30,7 @@ import attrs
 from torch import Tensor, nn
 
 from ctxseg.interfaces import ContextHead
-from ctxseg.nn import odd_kernel
+from ctxseg.nn import channel_count, odd_kernel
 
 __all__ = ["GlobalConvolution", "horizontal", "vertical"]
 
@@ -63,7 +63,7 @@ class GlobalConvolution(ContextHead):
         kernel: int = attrs.field(default=15, validator=odd_kernel)
         """k: 15 is Table 1's best, "roughly" the 16 x 16 top-most map of a 512 x 512 input
         ("really global convolutional"); Cityscapes' 25 x 25 map takes 25 (Sec. 4.3)."""
-        channels: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+        channels: int = attrs.field(default=0, validator=channel_count(0))
         """Output channels; 0 means the number of classes (score maps)."""
 
     def __init__(self, config: Config, in_channels: int, num_classes: int):

@@ -34,7 +34,7 @@ import attrs
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
-from ctxseg.nn import ResNet, he_init, load_pretrained, odd_kernel
+from ctxseg.nn import ResNet, channel_count, he_init, load_pretrained, odd_kernel
 from ctxseg_gcn.global_convolution import horizontal, vertical
 
 __all__ = ["GCNBottleneck", "ResNetGCN"]
@@ -96,7 +96,7 @@ class ResNetGCN(ResNet):
                                                validator=attrs.validators.deep_iterable(odd_kernel))
         """k of each stage's GCN modules, in the order of ``stages``."""
         widths: tuple[int, ...] = attrs.field(default=(85, 128), converter=tuple,
-                                              validator=attrs.validators.deep_iterable(attrs.validators.gt(0)))
+                                              validator=attrs.validators.deep_iterable(channel_count()))
         """Channels of each GCN branch, per stage in the order of ``stages``."""
 
         def __attrs_post_init__(self) -> None:

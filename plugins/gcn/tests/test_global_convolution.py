@@ -41,7 +41,7 @@ def test_defaults_and_shapes() -> None:
 
 @pytest.mark.parametrize("kernel", [0, 2, 14, -3])
 def test_kernel_must_be_odd(kernel: int) -> None:
-    with pytest.raises(ValueError, match=rf"'kernel' must be an odd kernel size >= 1, got {kernel}"):
+    with pytest.raises(ValueError, match=rf"'kernel' must be an odd kernel size in \[1, 255\], got {kernel}"):
         GlobalConvolution.Config(kernel=kernel)
 
 

@@ -148,7 +148,7 @@ def test_other_stages_and_sizes() -> None:
 @pytest.mark.parametrize(("params", "message"), [
     ({"depth": 18}, r"'depth' must be in \(50, 101, 152\) \(got 18\)"),
     ({"stages": ["c4"]}, r"'stages', 'kernels' and 'widths' need one entry per stage, got 1, 2 and 2"),
-    ({"kernels": [4, 7]}, r"'kernels' must be an odd kernel size >= 1, got 4"),
+    ({"kernels": [4, 7]}, r"'kernels' must be an odd kernel size in \[1, 255\], got 4"),
     ({"stages": ["c5", "c5"]}, r"'stages' lists a stage twice: \['c5', 'c5'\]"),
     ({"stages": ["c1", "c5"]}, r"'stages' must be in \('c2', 'c3', 'c4', 'c5'\) \(got 'c1'\)"),
 ])

@@ -43,14 +43,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctxseg.interfaces import Fusion
+from ctxseg.nn import MAX_CHANNELS
 from ctxseg_parsenet.global_context import normalizer, pool6, unpool
 
 __all__ = ["ParseNetFusion"]
 
 
 def _check_projection(config: ParseNetFusion.Config, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"'projection' must be >= 0 (0 = none), got {value}")
+    if not 0 <= value <= MAX_CHANNELS:
+        raise ValueError(f"'projection' must be a channel count in [0, {MAX_CHANNELS}] (0 = none), got {value}")
     if value and config.mode != "early":
         raise ValueError("'projection' (a 1x1 conv on the concatenated features) needs mode = 'early'")
 

@@ -39,14 +39,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ctxseg.interfaces import Backbone
-from ctxseg.nn import VGG16, fc_as_convolutions
+from ctxseg.nn import VGG16, channel_count, fc_as_convolutions
 
 __all__ = ["DeepLabVGG16"]
 
 
 def _check_fc6(config: DeepLabVGG16.Config, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"'{attribute.name}' must be >= 1, got {value}")
+    if not 1 <= value <= 256:
+        raise ValueError(f"'{attribute.name}' must be in [1, 256], got {value}")
     if config.fc6_dilation * (config.fc6_kernel - 1) % 2:
         raise ValueError(f"fc6 keeps the map's size only when fc6_dilation * (fc6_kernel - 1) is even; "
                          f"got fc6_kernel={config.fc6_kernel}, fc6_dilation={config.fc6_dilation}")
@@ -67,7 +67,7 @@ class DeepLabVGG16(Backbone):
         """fc6's kernel: 3 (LargeFOV), 4 (DeepLab), 7 (FCN-32s, VGG-16's own fc6)."""
         fc6_dilation: int = attrs.field(default=12, validator=_check_fc6)
         """fc6's dilation: 12 (LargeFOV), 4 (DeepLab), 1 (FCN-32s)."""
-        fc_channels: int = attrs.field(default=1024, validator=attrs.validators.gt(0))
+        fc_channels: int = attrs.field(default=1024, validator=channel_count())
         """Width of fc6 and fc7: 1024 (LargeFOV), 4096 (DeepLab, FCN-32s)."""
         dropout: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
         """Dropout after fc6 and after fc7, as in VGG-16 and DeepLab."""

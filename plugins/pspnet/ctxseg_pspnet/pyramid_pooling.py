@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctxseg.interfaces import ContextHead
+from ctxseg.nn import channel_count
 
 __all__ = ["PyramidLevel", "PyramidPooling"]
 
@@ -72,7 +73,7 @@ class PyramidPooling(ContextHead):
             default=(1, 2, 3, 6),
             converter=tuple,
             validator=attrs.validators.deep_iterable(
-                member_validator=[attrs.validators.instance_of(int), attrs.validators.gt(0)],
+                member_validator=[attrs.validators.instance_of(int), attrs.validators.gt(0), attrs.validators.le(256)],
                 iterable_validator=attrs.validators.min_len(1),
             ),
         )
@@ -89,7 +90,7 @@ class PyramidPooling(ContextHead):
         Caffe ``Interp`` layer and PyTorch code do: the b x b grid is stretched so its
         outer bin centres fall on the border pixels. ``false`` puts every bin centre at
         its geometric position instead. A 1x1 level is a constant map either way."""
-        channels: int = attrs.field(default=512, validator=attrs.validators.gt(0))
+        channels: int = attrs.field(default=512, validator=channel_count())
         """Width of the 3x3 conv after the concatenation (the authors' models)."""
         dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
         """Channel dropout after the 3x3 conv, 0.1 (the authors' models). The classifier's

@@ -119,7 +119,7 @@ def test_training_needs_two_samples_for_the_global_levels_batch_norm() -> None:
         ({"bins": [1, 0]}, r"model\.context: 'bins' must be > 0"),
         ({"bins": [1, 2.5]}, r"model\.context\.bins\[1\]: expected an integer"),
         ({"pooling": "mean"}, r"model\.context\.pooling: expected one of 'avg', 'max'"),
-        ({"channels": 0}, r"model\.context: 'channels' must be > 0"),
+        ({"channels": 0}, r"model\.context: 'channels' must be a channel count in \[1, 65536\], got 0"),
     ],
 )
 def test_bad_parameters_name_the_toml_path(params: dict, message: str) -> None:
