@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import tomllib
+import traceback
 import warnings
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def _class_names(spec, override: int | None) -> list[str]:
 
 def _inspect(args: argparse.Namespace) -> None:
     from ctxseg.model import SegmentationModel
+    from ctxseg.model.check import check_model
     from ctxseg.model.load import load_model
     from ctxseg.model.summary import summarize
     from ctxseg.spec import load_spec
@@ -60,6 +62,7 @@ def _inspect(args: argparse.Namespace) -> None:
         spec = load_spec(target)
         classes = _class_names(spec, args.classes)
         model = SegmentationModel(spec.model, len(classes), pretrained=False, source=str(target))
+        check_model(model, spec.model, str(target))
     report = {"source": str(target), "classes": len(classes),
               **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None)}
     passes = spec.run.passes.load()(spec.run.passes.config, model, str(target))
@@ -154,6 +157,8 @@ class _TableKey(argparse.Action):
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ctxseg", description="Compose, train and ship context-aware segmentation models.")
     p.add_argument("--version", action="version", version=f"ctxseg {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="on an error, also print the traceback that led to it (for a plugin's author)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("plugins", help="list every registered component and its plugin")
@@ -221,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except CtxsegError as error:
+        if args.debug:
+            traceback.print_exception(error)
         print(f"ctxseg: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

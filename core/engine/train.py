@@ -31,6 +31,7 @@ from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpo
 from ctxseg.files.pictures import panel, plot_curves, save_png
 from ctxseg.files.weights import load_state, read_weights, save_weights
 from ctxseg.model import SegmentationModel
+from ctxseg.model.check import check_model
 from ctxseg.spec import Spec
 
 __all__ = ["train"]
@@ -70,6 +71,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
         raise CtxsegError(f"{source}: the train and val splits disagree on the classes")
 
     model = SegmentationModel(spec.model, len(classes), source=source)
+    check_model(model, spec.model, source)
     if spec.model.init:
         load_state(model, read_weights(spec.model.init)[0], spec.model.init, partial=True)
     model = runtime.model(model)

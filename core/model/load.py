@@ -8,6 +8,7 @@ from pathlib import Path
 from ctxseg.errors import CtxsegError, WeightsError
 from ctxseg.files.weights import load_state, plugin_versions, read_weights
 from ctxseg.model.assemble import SegmentationModel
+from ctxseg.model.check import check_model
 from ctxseg.spec import spec_from_dict
 
 __all__ = ["load_model"]
@@ -33,5 +34,6 @@ def load_model(path: str | Path, *, num_classes: int | None = None):
     except CtxsegError as error:
         raise WeightsError(str(error)) from None
     model = SegmentationModel(spec.model, len(info.classes), pretrained=False, source=f"{path} (embedded spec)")
+    check_model(model, spec.model, f"{path} (embedded spec)")
     load_state(model, tensors, str(path))
     return model.eval(), spec, info
