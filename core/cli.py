@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from ctxseg import __version__
-from ctxseg.errors import CtxsegError, DataError
+from ctxseg.errors import CtxsegError, DataError, PluginError
 
 __all__ = ["main"]
 
@@ -20,6 +20,9 @@ def _plugins(args: argparse.Namespace) -> None:
     from ctxseg.registry import Registry
 
     registry = Registry(strict=args.strict_plugins or None)
+    if args.check is not None:
+        _check_plugins(registry, args.check, args.json)
+        return
     rows = [{"kind": str(c.kind), "name": c.name, "distribution": c.distribution, "version": c.version,
              "summary": c.summary} for c in registry.components()]
     if args.json:
@@ -27,10 +30,44 @@ def _plugins(args: argparse.Namespace) -> None:
                     for f in registry.failures]
         print(json.dumps({"components": rows, "failures": failures}, indent=2))
         return
-    widths = [max(len(r[k]) for r in rows) for k in ("kind", "name", "distribution", "version")]
+    _table(rows, ("kind", "name", "distribution", "version", "summary"))
+
+
+def _check_plugins(registry, names: list[str], as_json: bool) -> None:
+    """``ctxseg plugins --check [NAME...]``: the contract kit on each installed component (or those
+    named, by component or distribution) with its example; a table, and an error if any fails."""
+    from ctxseg.testing import check_component
+
+    components = registry.components()
+    unknown = [n for n in names if not any(n in (c.name, c.distribution) for c in components)]
+    if unknown:
+        raise PluginError(f"--check: no installed component or plugin distribution {', '.join(map(repr, unknown))}")
+    rows = []
+    for c in components:
+        if names and c.name not in names and c.distribution not in names:
+            continue
+        try:
+            check_component(c)
+            verdict = "ok"
+        except Exception as error:  # noqa: BLE001 - a contract failure, or whatever else the component raised
+            verdict = str(error).splitlines()[0] if isinstance(error, AssertionError) else \
+                f"{type(error).__name__}: {error}".splitlines()[0]
+        rows.append({"component": c.name, "plugin": c.distribution, "version": c.version, "contract": verdict})
+    if as_json:
+        print(json.dumps({"checks": rows}, indent=2))
+    else:
+        columns = ("component", "plugin", "version", "contract")
+        _table([dict(zip(columns, columns, strict=True)), *rows], columns)
+    failed = [r["component"] for r in rows if r["contract"] != "ok"]
+    if failed:
+        raise PluginError(f"{len(failed)} of {len(rows)} components fail the contract: {', '.join(failed)}")
+
+
+def _table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
+    """Left-aligned columns; the last one unpadded."""
+    widths = [max(len(r[k]) for r in rows) if rows else 0 for k in columns[:-1]]
     for r in rows:
-        cells = [r[k].ljust(w) for k, w in zip(("kind", "name", "distribution", "version"), widths, strict=True)]
-        print("  ".join(cells), "", r["summary"])
+        print("  ".join([*(r[k].ljust(w) for k, w in zip(columns, widths, strict=False)), r[columns[-1]]]))
 
 
 def _class_names(spec, override: int | None) -> list[str]:
@@ -163,7 +200,11 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("plugins", help="list every registered component and its plugin")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--strict-plugins", action="store_true", help="fail if any plugin fails to load")
+    s.add_argument("--strict-plugins", action="store_true",
+                   help="fail if any plugin fails to load or two register the same name")
+    s.add_argument("--check", nargs="*", metavar="NAME",
+                   help="run ctxseg.testing's contract on every installed component (or those NAMEs: components "
+                        "or plugin distributions) with its example; print component, plugin, version, ok or what failed")
     s.set_defaults(run=_plugins)
 
     s = sub.add_parser("inspect", help="parameters, output stride, receptive field, output shape; or the resolved spec")

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import types
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,48 @@ def test_installed_clash_keeps_listing_and_the_examples_working(tmp_path):
     strict = subprocess.run([sys.executable, "-m", "ctxseg.cli", "plugins", "--strict-plugins"], env=env,
                             capture_output=True, text=True)
     assert strict.returncode == 2 and "'base.fcn' is registered by two plugin distributions" in strict.stderr
+
+
+BAD_HEAD = """
+import attrs
+from torch import nn
+from ctxseg.interfaces import ContextHead
+from ctxseg.registry import Component, hookimpl
+
+class Head(ContextHead):
+    @attrs.define(frozen=True, kw_only=True)
+    class Config:
+        pass
+
+    def __init__(self, config, in_channels, num_classes):
+        super().__init__()
+        self.out_channels = 8
+        self.conv = nn.Conv2d(in_channels, 4, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+@hookimpl
+def ctxseg_components():
+    return [Component("context_head", "badhead.head", Head)]
+"""
+
+
+def test_plugins_check_runs_the_contract_and_tabulates(tmp_path):
+    _install_fake_distribution(tmp_path, "ctxseg-badhead", "badhead", "ctxseg_badhead_plugin", BAD_HEAD)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    checked = subprocess.run([sys.executable, "-m", "ctxseg.cli", "plugins", "--check", "ctxseg-badhead", "base.fcn"],
+                             env=env, capture_output=True, text=True)
+    assert checked.returncode == 2
+    lines = checked.stdout.splitlines()
+    assert lines[0].split() == ["component", "plugin", "version", "contract"]
+    assert lines[1].split()[:4] == ["badhead.head", "ctxseg-badhead", "0.1", "context_head"]
+    assert "'badhead.head': output has 4 channels, declared out_channels=8" in lines[1]
+    assert lines[2].split() == ["base.fcn", "ctxseg", version("ctxseg"), "ok"]
+    assert checked.stderr.endswith("ctxseg: error: 1 of 2 components fail the contract: badhead.head\n")
+    unknown = subprocess.run([sys.executable, "-m", "ctxseg.cli", "plugins", "--check", "nosuch"], env=env,
+                             capture_output=True, text=True)
+    assert unknown.stderr == "ctxseg: error: --check: no installed component or plugin distribution 'nosuch'\n"
 
 
 def test_broken_plugin_is_reported_and_others_keep_working():
