@@ -37,6 +37,7 @@ def predict(weights: Path, images: Sequence[Path], out: Path, *, format: str = "
         offered = ", ".join(["palette", *formats])
         raise CtxsegError(f"{weights}: unknown prediction format {format!r} for its dataset "
                           f"{spec.data.dataset.name!r} (offered: {offered})")
+    _refuse_clobbering(images, out, format)
     written = []
     for path in tqdm(images, desc="predict", disable=not progress):
         image = read_image(path)
@@ -48,3 +49,21 @@ def predict(weights: Path, images: Sequence[Path], out: Path, *, format: str = "
             save_png(formats[format](prediction), out / f"{path.stem}.png")
         written.append(out / f"{path.stem}.png")
     return written
+
+
+def _refuse_clobbering(images: Sequence[Path], out: Path, format: str) -> None:
+    """Refuse, before anything is written, outputs that would replace an input or each other
+    (``x.png`` and ``x.jpg`` both give ``x.png``)."""
+    suffixes = ("", "_overlay") if format == "palette" else ("",)
+    inputs = {path.resolve(): path for path in images}
+    writers: dict[Path, Path] = {}
+    for path in images:
+        for suffix in suffixes:
+            target = out / f"{path.stem}{suffix}.png"
+            if target.resolve() in inputs:
+                raise CtxsegError(f"{target}: would replace the input {inputs[target.resolve()]} with the "
+                                  f"prediction for {path}; choose an --out folder that holds no input")
+            other = writers.setdefault(target.resolve(), path)
+            if other != path:
+                raise CtxsegError(f"{other} and {path} would both be written to {target}; rename one, "
+                                  "or predict them into separate --out folders")
