@@ -101,7 +101,8 @@ def _inspect(args: argparse.Namespace) -> None:
         model = SegmentationModel(spec.model, len(classes), pretrained=False, source=str(target))
         check_model(model, spec.model, str(target))
     report = {"source": str(target), "classes": len(classes),
-              **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None)}
+              **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None,
+                          measure=args.measure_rf)}
     passes = spec.run.passes.load()(spec.run.passes.config, model, str(target))
     stride = getattr(passes.inference(model), "output_stride", model.output_stride)  # halved by FCRN's simulation
     if stride != model.output_stride:
@@ -118,8 +119,12 @@ def _inspect(args: argparse.Namespace) -> None:
         print(f"  output stride at inference (run.passes) {report['inference_output_stride']:>11}")
     if report["field_of_view"]:
         print(f"  field of view (score layers)          {report['field_of_view']:>13}")
-    print(f"  receptive field (at {'x'.join(map(str, report['receptive_field_measured_at']))})"
-          f"{'':<10} {rf if isinstance(rf, str) else 'x'.join(map(str, rf)):>13}")
+    how, _, why = report["receptive_field_from"].partition(": ")
+    label = f"receptive field ({how} at {'x'.join(map(str, report['receptive_field_measured_at']))})"
+    if rf == "undeclared":
+        print(f"  receptive field: not declared ({why}); --measure-rf measures it")
+    else:
+        print(f"  {label:<38}{rf if isinstance(rf, str) else 'x'.join(map(str, rf)):>13}")
     print(f"  output shape for {report['input_shape']}: {report['output_shape']}")
 
 
@@ -214,7 +219,10 @@ def parser() -> argparse.ArgumentParser:
                    help="print only the spec after `extends` with every default filled in, as TOML that `train` accepts")
     s.add_argument("--input-size", nargs=2, type=int, default=[512, 512], metavar=("H", "W"))
     s.add_argument("--rf-size", nargs=2, type=int, metavar=("H", "W"),
-                   help="input size for measuring the receptive field (default: --input-size)")
+                   help="input size for the receptive field (default: --input-size)")
+    s.add_argument("--measure-rf", action="store_true",
+                   help="measure the receptive field from gradients instead of composing it from the components' "
+                        "declarations (slow: a float64 pass at full size; needed where a component declares none)")
     s.add_argument("--classes", type=int, help="number of classes (default: the spec's dataset)")
     s.set_defaults(run=_inspect)
 

@@ -28,7 +28,8 @@ def _image(path):
 
 def test_an_output_that_is_an_input_is_refused_before_writing(tmp_path, weights, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    a, b = _image(tmp_path / "a.png"), _image(tmp_path / "b.jpg")
+    a = _image(tmp_path / "a.png")
+    _image(tmp_path / "b.jpg")
     before = a.read_bytes()
     assert main(["predict", str(weights), "a.png", "b.jpg", "--out", ".", "--quiet"]) == 2
     assert capsys.readouterr().err == ("ctxseg: error: a.png: would replace the input a.png with the prediction "

@@ -11,11 +11,11 @@ import pytest
 import safetensors.torch
 import torch
 
+from ctxseg.builtin.fcn import FCNHead
 from ctxseg.errors import WeightsError
 from ctxseg.files.weights import read_weights, save_weights
 from ctxseg.model import SegmentationModel
 from ctxseg.model.load import load_model
-from ctxseg.builtin.fcn import FCNHead
 from ctxseg.registry import Component, default_registry, hookimpl, reset_default_registry
 from ctxseg.spec import load_spec, spec_from_dict
 
@@ -155,7 +155,7 @@ def test_an_absent_training_only_plugin_is_a_warning(saved_with_plugins):
 
 
 def test_an_absent_model_plugin_names_its_distribution(saved_with_plugins, tmp_path):
-    path, table = saved_with_plugins
+    _, table = saved_with_plugins
     table["model"]["context"][0]["name"] = "myhead.fcn"
     spec = spec_from_dict(table)
     other = tmp_path / "head.safetensors"

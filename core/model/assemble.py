@@ -142,13 +142,16 @@ class SegmentationModel(nn.Module):
         return self.backbone.strides[self.input]
 
     @property
-    def field_of_view(self) -> int | None:
+    def field_of_view(self) -> int | str | None:
         """Side, in input pixels, of the region the score layers see around a pixel of
         their input map: FCRN's field of view (Sec. 3.1, Table 1), ``((k - 1) d + 1)``
-        times the output stride for one k x k classifier of dilation d. None unless every
-        context head declares its own ``field_of_view`` and no fusion is used.
+        times the output stride for one k x k classifier of dilation d. ``"global"`` if a
+        context head declares itself global; None unless every context head declares its
+        own ``field_of_view`` and no fusion is used.
         """
         spans = [getattr(head, "field_of_view", None) for head in self.context]
+        if "global" in spans:
+            return "global"
         if self.fusion is not None or None in spans:
             return None
         return (1 + sum(span - 1 for span in spans)) * self.output_stride
