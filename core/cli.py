@@ -209,7 +209,8 @@ def parser() -> argparse.ArgumentParser:
                    help="fail if any plugin fails to load or two register the same name")
     s.add_argument("--check", nargs="*", metavar="NAME",
                    help="run ctxseg.testing's contract on every installed component (or those NAMEs: components "
-                        "or plugin distributions) with its example; print component, plugin, version, ok or what failed")
+                        "or plugin distributions) with its example; print component, plugin, version, "
+                        "ok or what failed")
     s.set_defaults(run=_plugins)
 
     s = sub.add_parser("inspect", help="parameters, output stride, receptive field, output shape; or the resolved spec")

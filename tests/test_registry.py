@@ -75,7 +75,8 @@ def test_name_without_the_plugins_prefix_warns():
     (plugin(), "ctxseg_components() registers no components"),
 ])
 def test_entry_point_without_components_warns(target, said):
-    with pytest.warns(PluginWarning, match=rf"plugin distribution 'ctxseg-empty', entry point 'empty': {re.escape(said)}"):
+    where = "plugin distribution 'ctxseg-empty', entry point 'empty': "
+    with pytest.warns(PluginWarning, match=re.escape(where + said)):
         Registry(autoload=False).register(target, "ctxseg-empty", entry_point="empty")
 
 

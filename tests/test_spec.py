@@ -52,8 +52,10 @@ def test_defaults_are_filled_in_and_round_trip(tmp_path):
     ("model = [", "spec.toml: invalid TOML"),
     # values that parse but mean nothing (issue 15, point 7)
     (MINIMAL + "[optimizer]\nname = 'base.sgd'\nlr = -0.01\n", "spec.toml: optimizer: 'lr' must be > 0.0: -0.01"),
-    (MINIMAL + "[optimizer]\nname = 'base.sgd'\nlr = nan\n", "spec.toml: optimizer.lr: expected a finite number, got nan"),
-    (MINIMAL + "[optimizer]\nname = 'base.sgd'\nlr = inf\n", "spec.toml: optimizer.lr: expected a finite number, got inf"),
+    (MINIMAL + "[optimizer]\nname = 'base.sgd'\nlr = nan\n",
+     "spec.toml: optimizer.lr: expected a finite number, got nan"),
+    (MINIMAL + "[optimizer]\nname = 'base.sgd'\nlr = inf\n",
+     "spec.toml: optimizer.lr: expected a finite number, got inf"),
     (MINIMAL + "[data]\nmean = [0.5, -inf, 0.5]\n", "spec.toml: data.mean[1]: expected a finite number, got -inf"),
     (MINIMAL + "[data.dataset]\nname = 'base.folder'\nroot = ''\n",
      "spec.toml: data.dataset: Length of 'root' must be >= 1: 0"),

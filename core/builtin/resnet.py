@@ -76,7 +76,8 @@ class ResNet(Backbone):
             layers = self._stem() if name == "c2" else []
             layers += [conv for block in stage for conv in block.children() if isinstance(conv, nn.Conv2d)]
             for layer in layers:
-                kernel, stride, dilation = (_pair(getattr(layer, a, 1))[0] for a in ("kernel_size", "stride", "dilation"))
+                kernel, stride, dilation = (_pair(getattr(layer, attr, 1))[0]
+                                            for attr in ("kernel_size", "stride", "dilation"))
                 field += (kernel - 1) * dilation * jump
                 jump *= stride
             fields[name] = field

@@ -72,7 +72,8 @@ class SegmentationModel(nn.Module):
         channels = features[self.input]
         self.context = nn.ModuleList()
         for i, ref in enumerate(spec.context):
-            head = self._maybe_freeze(_build(source, f"model.context[{i}]", ref, ref.config, channels, num_classes), ref)
+            head = self._maybe_freeze(
+                _build(source, f"model.context[{i}]", ref, ref.config, channels, num_classes), ref)
             self.context.append(head)
             channels = head.out_channels
 
@@ -102,7 +103,8 @@ class SegmentationModel(nn.Module):
         self.aux_weights: dict[str, float] = {}
         for i, ref in enumerate(spec.aux):
             name = feature(ref.input, f"model.aux[{i}].input")
-            head = self._maybe_freeze(_build(source, f"model.aux[{i}]", ref, ref.config, features[name], num_classes), ref)
+            head = self._maybe_freeze(
+                _build(source, f"model.aux[{i}]", ref, ref.config, features[name], num_classes), ref)
             self.aux[name] = nn.Sequential(head, _classifier(head.out_channels, num_classes, ClassifierSpec()))
             self.aux_weights[f"aux.{name}"] = ref.weight
 

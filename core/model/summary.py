@@ -140,7 +140,10 @@ def summarize(model: SegmentationModel, size: tuple[int, int], rf_size: tuple[in
         parts[f"aux.{name} (training only)"] = _count(head)
     at = rf_size or size
     try:
-        rf, how = (receptive_field(model, at), "measured") if measure else (declared_receptive_field(model, at), "declared")
+        if measure:
+            rf, how = receptive_field(model, at), "measured"
+        else:
+            rf, how = declared_receptive_field(model, at), "declared"
     except LookupError as error:
         rf, how = None, f"undeclared: {error}"
     return {
