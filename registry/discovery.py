@@ -113,10 +113,12 @@ class Registry:
             c = attrs.evolve(c, distribution=distribution, version=version)
             other = self._components.get((c.kind, c.name))
             if other is not None:
-                self._fail(distribution, PluginError(
-                    f"{c.kind} {c.name!r} is registered by two plugin distributions: {other.distribution!r} "
-                    f"and {distribution!r}; {distribution!r}'s is disabled (the first registration wins); "
-                    f"uninstall one of them, or rename it in {distribution!r}"))
+                clash = (f"{c.kind} {c.name!r} is registered by two plugin distributions: {other.distribution!r} "
+                         f"and {distribution!r}; uninstall one of them, or rename it in {distribution!r}")
+                if self.strict:
+                    raise PluginError(clash)
+                self._fail(distribution, PluginError(f"{clash}; until then the later registration "
+                                                     f"(from {distribution!r}) is disabled"))
                 continue
             if prefixes and c.name.partition(".")[0] not in prefixes:
                 warnings.warn(PluginWarning(

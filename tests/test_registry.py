@@ -51,8 +51,8 @@ def test_duplicate_name_disables_only_the_later_registration():
         registry.register(plugin(Component("context_head", "base.fcn", "x:Y"),
                                  Component("context_head", "evil.head", "x:Z")), "evil")
     assert [str(w.message) for w in caught if w.category is PluginFailure] == [
-        ("context_head 'base.fcn' is registered by two plugin distributions: 'ctxseg' and 'evil'; 'evil''s is "
-         "disabled (the first registration wins); uninstall one of them, or rename it in 'evil'")]
+        ("context_head 'base.fcn' is registered by two plugin distributions: 'ctxseg' and 'evil'; uninstall one of "
+         "them, or rename it in 'evil'; until then the later registration (from 'evil') is disabled")]
     assert registry.get("context_head", "base.fcn").distribution == "ctxseg"
     assert registry.get("context_head", "evil.head").distribution == "evil"
     assert [f.distribution for f in registry.failures] == ["evil"]
