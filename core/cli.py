@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 import tomllib
+import traceback
 import warnings
 from pathlib import Path
 
 from ctxseg import __version__
-from ctxseg.errors import CtxsegError, DataError
+from ctxseg.errors import CtxsegError, DataError, PluginError
 
 __all__ = ["main"]
 
@@ -19,6 +20,9 @@ def _plugins(args: argparse.Namespace) -> None:
     from ctxseg.registry import Registry
 
     registry = Registry(strict=args.strict_plugins or None)
+    if args.check is not None:
+        _check_plugins(registry, args.check, args.json)
+        return
     rows = [{"kind": str(c.kind), "name": c.name, "distribution": c.distribution, "version": c.version,
              "summary": c.summary} for c in registry.components()]
     if args.json:
@@ -26,10 +30,44 @@ def _plugins(args: argparse.Namespace) -> None:
                     for f in registry.failures]
         print(json.dumps({"components": rows, "failures": failures}, indent=2))
         return
-    widths = [max(len(r[k]) for r in rows) for k in ("kind", "name", "distribution", "version")]
+    _table(rows, ("kind", "name", "distribution", "version", "summary"))
+
+
+def _check_plugins(registry, names: list[str], as_json: bool) -> None:
+    """``ctxseg plugins --check [NAME...]``: the contract kit on each installed component (or those
+    named, by component or distribution) with its example; a table, and an error if any fails."""
+    from ctxseg.testing import check_component
+
+    components = registry.components()
+    unknown = [n for n in names if not any(n in (c.name, c.distribution) for c in components)]
+    if unknown:
+        raise PluginError(f"--check: no installed component or plugin distribution {', '.join(map(repr, unknown))}")
+    rows = []
+    for c in components:
+        if names and c.name not in names and c.distribution not in names:
+            continue
+        try:
+            check_component(c)
+            verdict = "ok"
+        except Exception as error:  # noqa: BLE001 - a contract failure, or whatever else the component raised
+            verdict = str(error).splitlines()[0] if isinstance(error, AssertionError) else \
+                f"{type(error).__name__}: {error}".splitlines()[0]
+        rows.append({"component": c.name, "plugin": c.distribution, "version": c.version, "contract": verdict})
+    if as_json:
+        print(json.dumps({"checks": rows}, indent=2))
+    else:
+        columns = ("component", "plugin", "version", "contract")
+        _table([dict(zip(columns, columns, strict=True)), *rows], columns)
+    failed = [r["component"] for r in rows if r["contract"] != "ok"]
+    if failed:
+        raise PluginError(f"{len(failed)} of {len(rows)} components fail the contract: {', '.join(failed)}")
+
+
+def _table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
+    """Left-aligned columns; the last one unpadded."""
+    widths = [max(len(r[k]) for r in rows) if rows else 0 for k in columns[:-1]]
     for r in rows:
-        cells = [r[k].ljust(w) for k, w in zip(("kind", "name", "distribution", "version"), widths, strict=True)]
-        print("  ".join(cells), "", r["summary"])
+        print("  ".join([*(r[k].ljust(w) for k, w in zip(columns, widths, strict=False)), r[columns[-1]]]))
 
 
 def _class_names(spec, override: int | None) -> list[str]:
@@ -44,6 +82,7 @@ def _class_names(spec, override: int | None) -> list[str]:
 
 def _inspect(args: argparse.Namespace) -> None:
     from ctxseg.model import SegmentationModel
+    from ctxseg.model.check import check_model
     from ctxseg.model.load import load_model
     from ctxseg.model.summary import summarize
     from ctxseg.spec import load_spec
@@ -60,8 +99,10 @@ def _inspect(args: argparse.Namespace) -> None:
         spec = load_spec(target)
         classes = _class_names(spec, args.classes)
         model = SegmentationModel(spec.model, len(classes), pretrained=False, source=str(target))
+        check_model(model, spec.model, str(target))
     report = {"source": str(target), "classes": len(classes),
-              **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None)}
+              **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None,
+                          measure=args.measure_rf)}
     passes = spec.run.passes.load()(spec.run.passes.config, model, str(target))
     stride = getattr(passes.inference(model), "output_stride", model.output_stride)  # halved by FCRN's simulation
     if stride != model.output_stride:
@@ -78,8 +119,12 @@ def _inspect(args: argparse.Namespace) -> None:
         print(f"  output stride at inference (run.passes) {report['inference_output_stride']:>11}")
     if report["field_of_view"]:
         print(f"  field of view (score layers)          {report['field_of_view']:>13}")
-    print(f"  receptive field (at {'x'.join(map(str, report['receptive_field_measured_at']))})"
-          f"{'':<10} {rf if isinstance(rf, str) else 'x'.join(map(str, rf)):>13}")
+    how, _, why = report["receptive_field_from"].partition(": ")
+    label = f"receptive field ({how} at {'x'.join(map(str, report['receptive_field_measured_at']))})"
+    if rf == "undeclared":
+        print(f"  receptive field: not declared ({why}); --measure-rf measures it")
+    else:
+        print(f"  {label:<38}{rf if isinstance(rf, str) else 'x'.join(map(str, rf)):>13}")
     print(f"  output shape for {report['input_shape']}: {report['output_shape']}")
 
 
@@ -231,11 +276,18 @@ class _TableKey(argparse.Action):
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ctxseg", description="Compose, train and ship context-aware segmentation models.")
     p.add_argument("--version", action="version", version=f"ctxseg {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="on an error, also print the traceback that led to it (for a plugin's author)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("plugins", help="list every registered component and its plugin")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--strict-plugins", action="store_true", help="fail if any plugin fails to load")
+    s.add_argument("--strict-plugins", action="store_true",
+                   help="fail if any plugin fails to load or two register the same name")
+    s.add_argument("--check", nargs="*", metavar="NAME",
+                   help="run ctxseg.testing's contract on every installed component (or those NAMEs: components "
+                        "or plugin distributions) with its example; print component, plugin, version, "
+                        "ok or what failed")
     s.set_defaults(run=_plugins)
 
     s = sub.add_parser("inspect", help="parameters, output stride, receptive field, output shape; or the resolved spec")
@@ -245,7 +297,10 @@ def parser() -> argparse.ArgumentParser:
                    help="print only the spec after `extends` with every default filled in, as TOML that `train` accepts")
     s.add_argument("--input-size", nargs=2, type=_SIZE, default=[512, 512], metavar=("H", "W"))
     s.add_argument("--rf-size", nargs=2, type=_SIZE, metavar=("H", "W"),
-                   help="input size for measuring the receptive field (default: --input-size)")
+                   help="input size for the receptive field (default: --input-size)")
+    s.add_argument("--measure-rf", action="store_true",
+                   help="measure the receptive field from gradients instead of composing it from the components' "
+                        "declarations (slow: a float64 pass at full size; needed where a component declares none)")
     s.add_argument("--classes", type=_bounded(1, 255, "8-bit masks hold at most 255 classes"),
                    help="number of classes (default: the spec's dataset)")
     s.set_defaults(run=_inspect)
@@ -309,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.run(args)
     except CtxsegError as error:
+        if args.debug:
+            traceback.print_exception(error)
         print(f"ctxseg: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CtxsegError", "DataError", "PluginError", "SpecError", "WeightsError"]
+__all__ = ["ComponentError", "CtxsegError", "DataError", "PluginError", "SpecError", "WeightsError"]
 
 
 class CtxsegError(Exception):
@@ -15,6 +15,11 @@ class SpecError(CtxsegError):
 
 class PluginError(CtxsegError):
     """A plugin failed to load or conflicts with another; the message names the distribution."""
+
+
+class ComponentError(PluginError):
+    """A component raised while being built or run, or broke what it declares (channels, stride);
+    the message names its TOML path and plugin distribution, ``ctxseg --debug`` shows the traceback."""
 
 
 class WeightsError(CtxsegError):

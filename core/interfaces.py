@@ -48,6 +48,10 @@ class Backbone(nn.Module, abc.ABC):
     Config: ClassVar[type]
     channels: dict[str, int]
     strides: dict[str, int]
+    receptive_fields: dict[str, int] | None = None
+    """Side of the input window a pixel ``i`` of each output sees, centred on input pixel
+    ``i * strides[name]`` (symmetric padding, as torchvision's ResNet); None if undeclared.
+    ``ctxseg inspect`` composes the model's receptive field from it without measuring."""
 
     @abc.abstractmethod
     def forward(self, images: Tensor) -> dict[str, Tensor]: ...
@@ -63,9 +67,11 @@ class ContextHead(nn.Module, abc.ABC):
 
     Constructed as ``ContextHead(config, in_channels, num_classes)``; ``num_classes``
     lets a head that works on class scores (a context module) size itself. A head whose
-    output pixel sees a bounded window of its input declares the window's side as
-    ``field_of_view`` (3 for a 3x3 conv), from which ``ctxseg inspect`` reports FCRN's
-    field of view; None means unbounded (global pooling) or undeclared. A head that
+    output pixel sees a bounded window of its input, centred on it, declares the window's
+    side as ``field_of_view`` (3 for a 3x3 conv), from which ``ctxseg inspect`` reports FCRN's
+    field of view and the receptive field; a head whose every output pixel sees the whole
+    input (global pooling, non-local attention) declares ``"global"``; None means
+    undeclared. A head that
     assumes non-negative maps declares ``input_domain = "nonnegative"``: the contract
     kit then checks it on such maps only. A head whose output is already the class
     scores (``out_channels = num_classes``) sets ``emits_scores = True``; when it is the
@@ -74,7 +80,7 @@ class ContextHead(nn.Module, abc.ABC):
 
     Config: ClassVar[type]
     out_channels: int
-    field_of_view: int | None = None
+    field_of_view: int | Literal["global"] | None = None
     input_domain: Literal["real", "nonnegative"] = "real"
     emits_scores: bool = False
 

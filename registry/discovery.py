@@ -16,7 +16,7 @@ from ctxseg.errors import PluginError
 from . import hookspec
 from .component import Component, Kind
 
-__all__ = ["AUTOLOAD_ENV", "STRICT_ENV", "PluginFailure", "Registry"]
+__all__ = ["AUTOLOAD_ENV", "STRICT_ENV", "PluginFailure", "PluginWarning", "Registry"]
 
 AUTOLOAD_ENV = "CTXSEG_DISABLE_PLUGIN_AUTOLOAD"
 """Set to a non-empty value to skip entry-point plugins (built-ins still load)."""
@@ -27,12 +27,19 @@ _BUILTIN = "ctxseg.builtin.plugin"
 
 
 class PluginFailure(Warning):
-    """A plugin that could not be loaded; the others keep working."""
+    """A plugin, or one name of it, that could not be loaded; everything else keeps working."""
 
     def __init__(self, distribution: str, error: BaseException):
-        super().__init__(f"plugin distribution {distribution!r} failed to load: {type(error).__name__}: {error}")
+        message = str(error) if isinstance(error, PluginError) else (
+            f"plugin distribution {distribution!r} failed to load: {type(error).__name__}: {error}")
+        super().__init__(message)
         self.distribution = distribution
         self.error = error
+
+
+class PluginWarning(UserWarning):
+    """A plugin that loads but is probably not what its author meant (no components, a name
+    outside its prefix)."""
 
 
 class Registry:
@@ -40,8 +47,13 @@ class Registry:
 
     :param autoload: load plugins from the ``ctxseg`` entry-point group (default: unless
         ``CTXSEG_DISABLE_PLUGIN_AUTOLOAD`` is set).
-    :param strict: a plugin that fails to load raises :class:`PluginError` instead of
-        a :class:`PluginFailure` warning (default: ``CTXSEG_STRICT_PLUGINS``).
+    :param strict: a plugin that fails to load, or a name two distributions register,
+        raises :class:`PluginError` instead of a :class:`PluginFailure` warning (default:
+        ``CTXSEG_STRICT_PLUGINS``).
+
+    A name registered twice keeps its first registration and the later one is disabled
+    (reported once, in :attr:`failures`): built-ins load first, then entry points sorted by
+    distribution, so installing a plugin never changes or breaks what a name already meant.
     """
 
     def __init__(self, *, autoload: bool | None = None, strict: bool | None = None):
@@ -53,29 +65,42 @@ class Registry:
 
         self._add(importlib.import_module(_BUILTIN), "ctxseg", _own_version())
         if autoload if autoload is not None else not os.environ.get(AUTOLOAD_ENV):
-            for ep in importlib.metadata.entry_points(group=hookspec.PROJECT):
+            # Sorted, so that which of two clashing registrations is "the later" never
+            # depends on the order the environment happens to list distributions in.
+            entry_points = sorted(importlib.metadata.entry_points(group=hookspec.PROJECT),
+                                  key=lambda ep: (ep.dist.name if ep.dist else "", ep.name))
+            for ep in entry_points:
                 dist = ep.dist.name if ep.dist else ep.value
                 version = ep.dist.version if ep.dist else ""
                 try:
-                    self._add(ep.load(), dist, version)
+                    plugin = ep.load()
                 except (PluginError, KeyboardInterrupt):
                     raise
                 except BaseException as error:  # noqa: BLE001 - any import error is the plugin's, SystemExit too
                     self._fail(dist, error)
+                    continue
+                self._add(plugin, dist, version, entry_point=ep.name)
 
-    def register(self, plugin: Any, distribution: str = "<in-process>", version: str = "") -> None:
-        """Register a plugin object in-process (notebooks, tests); same rules as entry points."""
-        self._add(plugin, distribution, version)
+    def register(self, plugin: Any, distribution: str = "<in-process>", version: str = "", *,
+                 entry_point: str = "") -> None:
+        """Register a plugin object in-process (notebooks, tests); same rules as entry points.
 
-    def _add(self, plugin: Any, distribution: str, version: str) -> None:
+        :param entry_point: the name it would have in the ``ctxseg`` entry-point group, which
+            its component names should start with (``<entry_point>.``).
+        """
+        self._add(plugin, distribution, version, entry_point=entry_point)
+
+    def _add(self, plugin: Any, distribution: str, version: str, *, entry_point: str = "") -> None:
         name = f"{distribution}:{id(plugin)}"
+        where = f"plugin distribution {distribution!r}" + (f", entry point {entry_point!r}" if entry_point else "")
         self._pm.register(plugin, name=name)
         try:
             self._pm.check_pending()  # a misspelt hook name is the plugin's bug, caught early
-            declared = [c for impl in self._pm.hook.ctxseg_components.get_hookimpls()
-                        if impl.plugin_name == name for c in impl.function()]
-            new = [attrs.evolve(c, distribution=distribution, version=version) for c in declared]
-            self._check_unique(new, distribution)
+            impls = [impl for impl in self._pm.hook.ctxseg_components.get_hookimpls() if impl.plugin_name == name]
+            declared = [c for impl in impls for c in impl.function()]
+            for c in declared:
+                if not isinstance(c, Component):
+                    raise TypeError(f"ctxseg_components() must return Component records, got {c!r}")
         except (PluginError, KeyboardInterrupt):
             self._pm.unregister(name=name)
             raise
@@ -83,30 +108,33 @@ class Registry:
             self._pm.unregister(name=name)
             self._fail(distribution, error)
             return
-        for c in new:
+        if not impls:
+            warnings.warn(PluginWarning(f"{where}: {_describe(plugin)} implements no ctxseg hook "
+                                        "(expected a @hookimpl function ctxseg_components)"), stacklevel=3)
+        elif not declared:
+            warnings.warn(PluginWarning(f"{where}: ctxseg_components() registers no components"), stacklevel=3)
+        prefixes = _prefixes(distribution, entry_point)
+        for c in declared:
+            c = attrs.evolve(c, distribution=distribution, version=version)
+            other = self._components.get((c.kind, c.name))
+            if other is not None:
+                clash = (f"{c.kind} {c.name!r} is registered by two plugin distributions: {other.distribution!r} "
+                         f"and {distribution!r}; uninstall one of them, or rename it in {distribution!r}")
+                if self.strict:
+                    raise PluginError(clash)
+                self._fail(distribution, PluginError(f"{clash}; until then the later registration "
+                                                     f"(from {distribution!r}) is disabled"))
+                continue
+            if prefixes and c.name.partition(".")[0] not in prefixes:
+                warnings.warn(PluginWarning(
+                    f"{where}: {c.kind} {c.name!r} lacks the plugin's prefix "
+                    f"({' or '.join(f'{p}.' for p in sorted(prefixes))}); names are <plugin>.<term>"), stacklevel=3)
             self._components[c.kind, c.name] = c
 
-    def _check_unique(self, new: list[Component], distribution: str) -> None:
-        seen: set[tuple[Kind, str]] = set()
-        for c in new:
-            if not isinstance(c, Component):
-                raise TypeError(f"ctxseg_components() must return Component records, got {c!r}")
-            key = (c.kind, c.name)
-            other = self._components.get(key)
-            if other is not None or key in seen:
-                first = other.distribution if other else distribution
-                raise PluginError(
-                    f"{c.kind} {c.name!r} is registered by two plugin distributions: "
-                    f"{first!r} and {distribution!r}; uninstall one of them"
-                )
-            seen.add(key)
-
     def _fail(self, distribution: str, error: BaseException) -> None:
-        if self.strict:
-            raise PluginError(
-                f"plugin distribution {distribution!r} failed to load: {type(error).__name__}: {error}"
-            ) from error
         failure = PluginFailure(distribution, error)
+        if self.strict:
+            raise PluginError(str(failure)) from error
         self.failures.append(failure)
         warnings.warn(failure, stacklevel=3)
 
@@ -127,6 +155,22 @@ class Registry:
             raise LookupError(
                 f"unknown {kind} {name!r}{hint} (registered: {', '.join(known) or 'none'})"
             ) from None
+
+
+def _prefixes(distribution: str, entry_point: str) -> set[str]:
+    """The name prefixes a plugin's components may use: its entry point's name, and its
+    distribution's without ``ctxseg-`` (``base`` for ctxseg's own); none for an in-process
+    registration without a name."""
+    if distribution == "ctxseg":
+        return {"base"}
+    if distribution == "<in-process>" and not entry_point:
+        return set()
+    dist = distribution.lower().replace("-", "_").removeprefix("ctxseg_")
+    return {p for p in (entry_point, dist) if p}
+
+
+def _describe(plugin: Any) -> str:
+    return f"module {plugin.__name__!r}" if hasattr(plugin, "__name__") else repr(plugin)
 
 
 def _own_version() -> str:

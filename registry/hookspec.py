@@ -38,6 +38,8 @@ def ctxseg_components() -> list[Component]:
     :class:`~ctxseg.registry.Component` records whose ``target`` is an import path,
     so that torch and the model code are imported only when a component is used.
 
-    :return: the plugin's components; names must be unique across all plugins
-        for a given kind. All results are collected (not first-result).
+    :return: the plugin's components, named ``<plugin>.<term>`` (``<plugin>`` the entry
+        point's name). A name (of a kind) another distribution registered first is
+        disabled and reported, the first registration kept. All results are collected
+        (not first-result).
     """

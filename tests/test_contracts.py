@@ -149,7 +149,7 @@ class BrokenPlugin:
 @pytest.fixture(scope="module")
 def broken() -> Registry:
     registry = Registry(autoload=False)
-    registry.register(BrokenPlugin(), "broken-plugin", "0.0")
+    registry.register(BrokenPlugin(), "broken-plugin", "0.0", entry_point="broken")
     return registry
 
 

@@ -39,7 +39,7 @@ class Mislabelled(ContextHead):
 def mislabelled_registered():
     plugin = types.SimpleNamespace(ctxseg_components=hookimpl(
         lambda: [Component("context_head", "test.mislabelled", Mislabelled)]))
-    default_registry().register(plugin, "test-mislabelled")
+    default_registry().register(plugin, "test-mislabelled", entry_point="test")
     yield
     reset_default_registry()
 

@@ -1,7 +1,9 @@
-"""The gradient-measured receptive field equals the textbook value on known stacks."""
+"""The gradient-measured receptive field equals the textbook value on known stacks, and the
+figure ``ctxseg inspect`` composes from declarations equals the measured one."""
 
 from __future__ import annotations
 
+import re
 import types
 
 import attrs
@@ -10,7 +12,7 @@ from torch import nn
 
 from ctxseg.interfaces import Backbone
 from ctxseg.model import SegmentationModel
-from ctxseg.model.summary import receptive_field
+from ctxseg.model.summary import declared_receptive_field, receptive_field
 from ctxseg.registry import (
     Component,
     default_registry,
@@ -35,6 +37,7 @@ class Stack(Backbone):
         layers.append(nn.MaxPool2d(3, stride=1, padding=1))
         self.body = nn.Sequential(*layers)
         self.channels, self.strides = {"out": 4}, {"out": 1}
+        self.receptive_fields = {"out": 1 + 2 * sum(config.dilations) + 2}
 
     def forward(self, images):
         return {"out": self.body(images)}
@@ -44,7 +47,7 @@ class Stack(Backbone):
 def stack_registered():
     plugin = types.SimpleNamespace(ctxseg_components=hookimpl(
         lambda: [Component("backbone", "test.stack", Stack)]))
-    default_registry().register(plugin, "test-stack")
+    default_registry().register(plugin, "test-stack", entry_point="test")
     yield
     reset_default_registry()
 
@@ -57,8 +60,43 @@ def test_measured_field_is_exact(stack_registered, dilations, expected):
                                      "classifier": {"dropout": 0.0}}})
     model = SegmentationModel(spec.model, num_classes=2)
     assert receptive_field(model, (129, 129)) == (expected, expected)
+    assert declared_receptive_field(model, (129, 129)) == (expected, expected)
 
 
 def test_field_covering_the_input_is_reported_as_whole(stack_registered):
     spec = spec_from_dict({"model": {"backbone": {"name": "test.stack", "dilations": [8, 8]}}})
-    assert receptive_field(SegmentationModel(spec.model, num_classes=2), (31, 31)) is None
+    model = SegmentationModel(spec.model, num_classes=2)
+    assert receptive_field(model, (31, 31)) is None
+    assert declared_receptive_field(model, (31, 31)) is None
+
+
+RESNET18 = {"name": "base.resnet", "depth": 18, "output_stride": 8}
+
+
+@pytest.mark.parametrize(("backbone", "context", "size"), [
+    (RESNET18, [{"name": "base.fcn", "channels": 8}], (512, 512)),  # examples/fcn_resnet18.toml: 459 x 459
+    ({**RESNET18, "output_stride": 16}, [{"name": "base.fcn", "channels": 8}, {"name": "base.scores"}], (512, 480)),
+    ({**RESNET18, "name": "pspnet.resnet"}, [{"name": "fcrn.classifier", "kernel": 3, "dilation": 6}], (512, 512)),
+    (RESNET18, [{"name": "pspnet.pyramid_pooling", "bins": [1, 3], "channels": 8}], (128, 128)),  # global
+    (RESNET18, [{"name": "base.fcn", "channels": 8}], (256, 256)),  # the whole input
+])
+def test_declared_field_equals_the_measured_one(backbone, context, size):
+    spec = spec_from_dict({"model": {"backbone": backbone, "context": context}})
+    model = SegmentationModel(spec.model, num_classes=2, pretrained=False)
+    assert declared_receptive_field(model, size) == receptive_field(model, size)
+
+
+def test_declared_field_of_resnet18_is_the_textbook_one():
+    model = SegmentationModel(spec_from_dict({"model": {"backbone": RESNET18}}).model, num_classes=2, pretrained=False)
+    assert model.backbone.receptive_fields == {"c2": 43, "c3": 99, "c4": 211, "c5": 435}
+    assert declared_receptive_field(model, (512, 512)) == (443, 443)  # + 8: the bilinear upsampling's second pixel
+
+
+@pytest.mark.parametrize(("model", "undeclared"), [
+    ({"backbone": {"name": "gcn.resnet"}}, "the backbone declares no receptive_fields"),
+    ({"backbone": RESNET18, "context": [{"name": "dilation.context_module"}]}, "context[0] declares no field_of_view"),
+])
+def test_an_undeclared_field_names_the_component(model, undeclared):
+    model = SegmentationModel(spec_from_dict({"model": model}).model, num_classes=2, pretrained=False)
+    with pytest.raises(LookupError, match=re.escape(undeclared)):
+        declared_receptive_field(model, (64, 64))

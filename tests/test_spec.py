@@ -50,6 +50,16 @@ def test_defaults_are_filled_in_and_round_trip(tmp_path):
     ("[model]\n", "spec.toml: model.backbone: required key missing"),
     (MINIMAL + "[model.backbone.extra]\n", "unknown key 'extra'"),
     ("model = [", "spec.toml: invalid TOML"),
+    # values that parse but mean nothing (issue 15, point 7)
+    (MINIMAL + "[optimizer]\nname = 'base.sgd'\nlr = -0.01\n", "spec.toml: optimizer: 'lr' must be > 0.0: -0.01"),
+    (MINIMAL + "[optimizer]\nname = 'base.sgd'\nlr = nan\n",
+     "spec.toml: optimizer.lr: expected a finite number, got nan"),
+    (MINIMAL + "[optimizer]\nname = 'base.sgd'\nlr = inf\n",
+     "spec.toml: optimizer.lr: expected a finite number, got inf"),
+    (MINIMAL + "[data]\nmean = [0.5, -inf, 0.5]\n", "spec.toml: data.mean[1]: expected a finite number, got -inf"),
+    (MINIMAL + "[data.dataset]\nname = 'base.folder'\nroot = ''\n",
+     "spec.toml: data.dataset: Length of 'root' must be >= 1: 0"),
+    (MINIMAL + "[run]\nsteps = 0\n", "spec.toml: run: 'steps' must be >= 1: 0"),
 ])
 def test_bad_spec_gives_one_clear_error(tmp_path, text, expected):
     assert expected in error(tmp_path, text)

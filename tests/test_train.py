@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 import safetensors.torch
 import torch
@@ -11,7 +12,7 @@ import torch
 from ctxseg.cli import main
 from ctxseg.engine import train as train_module
 from ctxseg.engine.train import train
-from ctxseg.errors import WeightsError
+from ctxseg.errors import SpecError, WeightsError
 from ctxseg.spec import load_spec
 
 
@@ -158,3 +159,11 @@ def test_training_starts_from_an_init_weights_file(tmp_path, tiny_spec_file):
     (tmp_path / "third.toml").write_text(wider)
     with pytest.raises(WeightsError, match=r"mis-shaped tensors: context\.0\.block\.0\.weight"):
         train(load_spec(tmp_path / "third.toml"), tmp_path / "third", progress=False)
+
+
+def test_a_crop_smaller_than_the_output_stride_is_refused(tmp_path, tiny_spec_file):
+    spec = load_spec(tiny_spec_file)
+    spec = attrs.evolve(spec, data=attrs.evolve(spec.data, crop_size=4))
+    with pytest.raises(SpecError, match=r"spec: data.crop_size: 4 is smaller than the model's output stride 8"):
+        train(spec, tmp_path / "run", source="spec")
+    assert not (tmp_path / "run").exists()

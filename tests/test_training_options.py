@@ -69,7 +69,7 @@ def test_field_of_view_composes_declared_heads():
     scores = _model(context=[{"name": "base.fcn"}, {"name": "base.scores"}, {"name": "base.fcn"}])
     assert scores.field_of_view == (1 + 2 + 0 + 2) * 8
     global_context = _model(context=[{"name": "base.fcn"}, {"name": "pspnet.pyramid_pooling", "channels": 8}])
-    assert global_context.field_of_view is None
+    assert global_context.field_of_view == "global"  # the pyramid's 1 x 1 bin sees the whole map
 
 
 def test_accumulated_batches_make_the_same_update_as_one_big_batch(tmp_path, tiny_spec_file):

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
+import types
 
+import attrs
 import pytest
 import safetensors.torch
 import torch
 
+from ctxseg.builtin.fcn import FCNHead
 from ctxseg.errors import WeightsError
 from ctxseg.files.weights import read_weights, save_weights
 from ctxseg.model import SegmentationModel
 from ctxseg.model.load import load_model
-from ctxseg.spec import load_spec
+from ctxseg.registry import Component, default_registry, hookimpl, reset_default_registry
+from ctxseg.spec import load_spec, spec_from_dict
 
 CLASSES = ["a", "b", "c"]
 PALETTE = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]
@@ -98,3 +103,65 @@ def test_metadata_is_plain_json(saved):
     with safetensors.safe_open(str(saved[0]), "pt") as f:
         meta = f.metadata()
     assert json.loads(meta["ctxseg.spec"])["model"]["backbone"]["name"] == "base.resnet"
+
+
+class Focal(torch.nn.Module):
+    """A third-party loss: the plugin of a training-only component."""
+
+    @attrs.define(frozen=True, kw_only=True)
+    class Config:
+        gamma: float = 2.0
+
+    def __init__(self, config, ignore_index):
+        super().__init__()
+
+    def forward(self, scores, target):
+        return scores.mean()
+
+
+@pytest.fixture
+def saved_with_plugins(tmp_path, tiny_spec_file):
+    """Weights trained with ctxseg-focal's loss and a head of ctxseg-myhead, both then uninstalled."""
+    hooks = {"ctxseg-focal": [Component("loss", "focal.loss", Focal)],
+             "ctxseg-myhead": [Component("context_head", "myhead.fcn", FCNHead)],
+             "ctxseg-unrelated": [Component("loss", "unrelated.loss", Focal)]}
+    for dist, components in hooks.items():
+        default_registry().register(types.SimpleNamespace(ctxseg_components=hookimpl(lambda c=components: c)),
+                                    dist, "0.3", entry_point=dist.removeprefix("ctxseg-"))
+    table = load_spec(tiny_spec_file).to_dict()
+    table["loss"] = {"name": "focal.loss", "gamma": 1.0}
+    spec = spec_from_dict(table)
+    model = SegmentationModel(spec.model, len(CLASSES), pretrained=False).eval()
+    path = tmp_path / "model.safetensors"
+    save_weights(path, model, spec.to_dict(), CLASSES, PALETTE)
+    yield path, table
+    reset_default_registry()
+
+
+def test_only_the_spec_s_distributions_are_recorded(saved_with_plugins):
+    path, _ = saved_with_plugins
+    assert set(read_weights(path)[1].plugins) == {"ctxseg", "ctxseg-focal"}
+
+
+def test_an_absent_training_only_plugin_is_a_warning(saved_with_plugins):
+    path, _ = saved_with_plugins
+    reset_default_registry()  # the plugins are uninstalled
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{path}: loss is loss 'focal.loss', which is not installed; not needed to run the model, so the "
+            "default is used (the file was saved with plugin distribution ctxseg-focal 0.3; install it with: "
+            "python -m pip install 'ctxseg-focal==0.3')")):
+        model, spec, _ = load_model(path)
+    assert spec.loss.name == "base.cross_entropy" and model(torch.zeros(1, 3, 32, 32))["out"].shape == (1, 3, 32, 32)
+
+
+def test_an_absent_model_plugin_names_its_distribution(saved_with_plugins, tmp_path):
+    _, table = saved_with_plugins
+    table["model"]["context"][0]["name"] = "myhead.fcn"
+    spec = spec_from_dict(table)
+    other = tmp_path / "head.safetensors"
+    save_weights(other, SegmentationModel(spec.model, len(CLASSES), pretrained=False), spec.to_dict(), CLASSES, PALETTE)
+    reset_default_registry()
+    with pytest.raises(WeightsError, match=re.escape(
+            f"{other}: model.context[0] is context_head 'myhead.fcn', which is not installed; the file was saved "
+            "with plugin distribution ctxseg-myhead 0.3; install it with: python -m pip install 'ctxseg-myhead==0.3'")):
+        load_model(other)

@@ -61,6 +61,28 @@ class ResNet(Backbone):
         if config.pretrained:
             load_pretrained(self, config.pretrained, ignore_prefixes=("fc.",))
 
+    def _stem(self) -> list[nn.Module]:
+        """The layers before ``layer1``, in order: what a subclass with another stem overrides."""
+        return [self.conv1, self.maxpool]
+
+    @property
+    def receptive_fields(self) -> dict[str, int]:
+        """Side of the input window a pixel of each output sees: each layer of the main path
+        widens it by ``(kernel - 1) * dilation`` times the stride so far (the shortcut's 1x1
+        widens nothing)."""
+        field, jump = 1, 1
+        fields = {}
+        for name, stage in zip(self.channels, (self.layer1, self.layer2, self.layer3, self.layer4)):
+            layers = self._stem() if name == "c2" else []
+            layers += [conv for block in stage for conv in block.children() if isinstance(conv, nn.Conv2d)]
+            for layer in layers:
+                kernel, stride, dilation = (_pair(getattr(layer, attr, 1))[0]
+                                            for attr in ("kernel_size", "stride", "dilation"))
+                field += (kernel - 1) * dilation * jump
+                jump *= stride
+            fields[name] = field
+        return fields
+
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # (B, 64, H/4, W/4)
         features = {}
@@ -86,3 +108,7 @@ def _dilate(stage: nn.Sequential, previous: int, dilation: int) -> None:
         if block.downsample is not None:
             block.downsample[0].stride = (1, 1)
         block.stride = 1
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return value if isinstance(value, tuple) else (value, value)

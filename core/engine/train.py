@@ -25,12 +25,13 @@ from ctxseg.data.pipeline import batches, train_loader
 from ctxseg.engine.evaluate import evaluate
 from ctxseg.engine.inference import Inference
 from ctxseg.engine.runtime import Runtime
-from ctxseg.errors import CtxsegError
+from ctxseg.errors import CtxsegError, SpecError
 from ctxseg.files.atomic import atomic_path, file_in_the_way
 from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ctxseg.files.pictures import panel, plot_curves, save_png
 from ctxseg.files.weights import load_state, read_weights, save_weights
 from ctxseg.model import SegmentationModel
+from ctxseg.model.check import check_model
 from ctxseg.spec import Spec
 
 __all__ = ["train"]
@@ -86,6 +87,10 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
         raise CtxsegError(f"{source}: the train and val splits disagree on the classes")
 
     model = SegmentationModel(spec.model, len(classes), source=source)
+    check_model(model, spec.model, source)
+    if 0 < spec.data.crop_size < model.output_stride:
+        raise SpecError(f"{source}: data.crop_size: {spec.data.crop_size} is smaller than the model's output "
+                        f"stride {model.output_stride}; a crop must cover at least one output pixel")
     if spec.model.init:
         load_state(model, read_weights(spec.model.init)[0], spec.model.init, partial=True)
     model = runtime.model(model)

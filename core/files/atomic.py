@@ -1,10 +1,19 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+The temporary file lies in a folder ``.<name>.<random>.tmp`` beside the target, so a write that a killed
+process left behind is recognisable: the next write of the same target removes it (and
+says so). The new file gets the mode a plain ``open()`` would give it under the umask,
+not the owner-only 0600 of :func:`tempfile.mkstemp`, so a run directory shared with a
+group stays readable.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,18 +29,37 @@ def file_in_the_way(folder: Path) -> Path | None:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
-    If the body raises (or the process dies), ``path`` is untouched and the temporary
-    file is removed (or left as a ``.tmp`` file that the next write cleans nothing of).
+    The path lies in a private folder ``.<name>.<random>.tmp``, which also catches the
+    temporary files of a writer that makes its own (safetensors does). If the body raises,
+    ``path`` is untouched and the folder removed; if the process dies, the next
+    ``atomic_path(path)`` removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    _remove_stale(path)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = folder / path.name
     try:
-        yield Path(tmp)
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove the temporary folders (or files) of ``path`` that an earlier, killed write left."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        warnings.warn(f"removed {stale}, left by an interrupted write of {path.name}", stacklevel=4)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set back at once
+    os.umask(mask)
+    return mask

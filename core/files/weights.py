@@ -3,7 +3,7 @@
 Metadata keys (all JSON strings): ``ctxseg.format``, ``ctxseg.spec`` (the resolved
 spec, every default filled in), ``ctxseg.classes``, ``ctxseg.palette``,
 ``ctxseg.plugins`` (distribution -> version of every plugin that supplied a
-component) and ``ctxseg.metrics`` (optional). No pickle is involved anywhere.
+component the spec names) and ``ctxseg.metrics`` (optional). No pickle is involved anywhere.
 """
 
 from __future__ import annotations
@@ -41,9 +41,23 @@ class WeightsInfo:
     metrics: dict[str, Any] | None
 
 
-def plugin_versions() -> dict[str, str]:
-    """Distribution -> version of every loaded plugin (ctxseg itself included)."""
-    return {c.distribution: c.version for c in default_registry().components()}
+def plugin_versions(spec: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Distribution -> version of every loaded plugin (ctxseg itself included), or with
+    ``spec`` (a resolved spec table) of those that supply a component it names."""
+    names = None if spec is None else set(_names(spec))
+    return {c.distribution: c.version for c in default_registry().components() if names is None or c.name in names}
+
+
+def _names(table: Any) -> Any:
+    """Every component ``name`` in a spec table, at any depth."""
+    if isinstance(table, Mapping):
+        if isinstance(table.get("name"), str):
+            yield table["name"]
+        for value in table.values():
+            yield from _names(value)
+    elif isinstance(table, (list, tuple)):
+        for value in table:
+            yield from _names(value)
 
 
 def write_tensors(path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> None:
@@ -61,7 +75,7 @@ def save_weights(path: str | Path, model: nn.Module, spec: Mapping[str, Any], cl
         "ctxseg.spec": json.dumps(spec),
         "ctxseg.classes": json.dumps(classes),
         "ctxseg.palette": json.dumps([list(c) for c in palette]),
-        "ctxseg.plugins": json.dumps(plugin_versions()),
+        "ctxseg.plugins": json.dumps({"ctxseg": plugin_versions()["ctxseg"], **plugin_versions(spec)}),
     }
     if metrics is not None:
         metadata["ctxseg.metrics"] = json.dumps(metrics)

@@ -25,9 +25,10 @@ import attrs
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctxseg.errors import SpecError
+from ctxseg.errors import ComponentError, CtxsegError, SpecError
 from ctxseg.interfaces import Backbone
 from ctxseg.model.blocks import upsample
+from ctxseg.model.check import culprit
 from ctxseg.spec import ClassifierSpec, ModelSpec, ModuleRef
 
 __all__ = ["SegmentationModel", "submodule"]
@@ -57,7 +58,8 @@ class SegmentationModel(nn.Module):
         if not pretrained and hasattr(backbone_config, "pretrained"):
             backbone_config = attrs.evolve(backbone_config, pretrained="")
         self._frozen: list[nn.Module] = []
-        self.backbone: Backbone = self._maybe_freeze(spec.backbone.load()(backbone_config), spec.backbone)
+        self.backbone: Backbone = self._maybe_freeze(
+            _build(source, "model.backbone", spec.backbone, backbone_config), spec.backbone)
         features = self.backbone.channels
 
         def feature(name: str, where: str) -> str:
@@ -69,8 +71,9 @@ class SegmentationModel(nn.Module):
         self.input = feature(spec.input or self.backbone.deepest, "model.input")
         channels = features[self.input]
         self.context = nn.ModuleList()
-        for ref in spec.context:
-            head = self._maybe_freeze(ref.load()(ref.config, channels, num_classes), ref)
+        for i, ref in enumerate(spec.context):
+            head = self._maybe_freeze(
+                _build(source, f"model.context[{i}]", ref, ref.config, channels, num_classes), ref)
             self.context.append(head)
             channels = head.out_channels
 
@@ -84,8 +87,8 @@ class SegmentationModel(nn.Module):
             )
             in_channels = [channels if n == CONTEXT else features[n] for n in self.fusion_inputs]
             strides = [self.backbone.strides[self.input if n == CONTEXT else n] for n in self.fusion_inputs]
-            self.fusion = self._maybe_freeze(
-                spec.fusion.load()(spec.fusion.config, in_channels, strides, num_classes), spec.fusion)
+            self.fusion = self._maybe_freeze(_build(source, "model.fusion", spec.fusion, spec.fusion.config,
+                                                    in_channels, strides, num_classes), spec.fusion)
             last, channels, emits_scores = "model.fusion", self.fusion.out_channels, self.fusion.emits_scores
 
         if not emits_scores:
@@ -100,7 +103,8 @@ class SegmentationModel(nn.Module):
         self.aux_weights: dict[str, float] = {}
         for i, ref in enumerate(spec.aux):
             name = feature(ref.input, f"model.aux[{i}].input")
-            head = self._maybe_freeze(ref.load()(ref.config, features[name], num_classes), ref)
+            head = self._maybe_freeze(
+                _build(source, f"model.aux[{i}]", ref, ref.config, features[name], num_classes), ref)
             self.aux[name] = nn.Sequential(head, _classifier(head.out_channels, num_classes, ClassifierSpec()))
             self.aux_weights[f"aux.{name}"] = ref.weight
 
@@ -140,13 +144,16 @@ class SegmentationModel(nn.Module):
         return self.backbone.strides[self.input]
 
     @property
-    def field_of_view(self) -> int | None:
+    def field_of_view(self) -> int | str | None:
         """Side, in input pixels, of the region the score layers see around a pixel of
         their input map: FCRN's field of view (Sec. 3.1, Table 1), ``((k - 1) d + 1)``
-        times the output stride for one k x k classifier of dilation d. None unless every
-        context head declares its own ``field_of_view`` and no fusion is used.
+        times the output stride for one k x k classifier of dilation d. ``"global"`` if a
+        context head declares itself global; None unless every context head declares its
+        own ``field_of_view`` and no fusion is used.
         """
         spans = [getattr(head, "field_of_view", None) for head in self.context]
+        if "global" in spans:
+            return "global"
         if self.fusion is not None or None in spans:
             return None
         return (1 + sum(span - 1 for span in spans)) * self.output_stride
@@ -169,6 +176,18 @@ class SegmentationModel(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         size = images.shape[-2:]
         return {name: upsample(scores, size) for name, scores in self.scores(images).items()}  # (B, K, H, W)
+
+
+def _build(source: str, path: str, ref: ModuleRef, *args: object) -> nn.Module:
+    """Construct the component ``ref`` names; an exception in its constructor names its TOML path and plugin."""
+    cls = ref.load()
+    try:
+        return cls(*args)
+    except CtxsegError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a component's constructor raises is its own
+        raise ComponentError(f"{source}: {culprit(path, ref)}: constructor raised {type(error).__name__}: {error}") \
+            from error
 
 
 def submodule(model: nn.Module, path: str, where: str) -> nn.Module:

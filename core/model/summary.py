@@ -1,15 +1,22 @@
-"""``ctxseg inspect``: what a model is, measured on the model itself.
+"""``ctxseg inspect``: what a model is, from its components' declarations or measured on it.
 
-Parameters are counted per component. The theoretical receptive field is measured
-from gradients: the model is copied in float64 with every weight made positive
-(about ``1 / fan-in``), biases zero, learned scales one, batch-norm turned into the identity, and max-pooling into
-average-pooling, so that no ReLU or max can hide a path; the input pixels with a
-non-zero gradient of the centre output are exactly those within its receptive field.
+Parameters are counted per component. The theoretical receptive field of the centre
+output pixel is composed from declarations where every component declares its window
+(a backbone's ``receptive_fields``, each context head's ``field_of_view``), which costs
+nothing. Else, or on request, it is measured from gradients: the model is copied in
+float64 with every weight made positive (about ``1 / fan-in``), biases zero, learned
+scales one, batch-norm turned into the identity, and max-pooling into average-pooling,
+so that no ReLU or max can hide a path; the input pixels with a non-zero gradient of
+the centre output are exactly those within its receptive field. The measurement costs
+a float64 forward and backward pass at full size (seconds to a minute on a CPU), so
+``ctxseg inspect`` measures only with ``--measure-rf``; a test holds the declared
+figures equal to the measured ones.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +25,7 @@ from torch import Tensor, nn
 
 from ctxseg.model import SegmentationModel
 
-__all__ = ["positive_linear_copy", "reached", "receptive_field", "summarize"]
+__all__ = ["declared_receptive_field", "positive_linear_copy", "reached", "receptive_field", "summarize"]
 
 
 def _count(module: nn.Module | None) -> int:
@@ -75,9 +82,54 @@ def receptive_field(model: SegmentationModel, size: tuple[int, int]) -> tuple[in
     return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
 
 
-def summarize(model: SegmentationModel, size: tuple[int, int], rf_size: tuple[int, int] | None = None) -> dict[str, Any]:
+def declared_receptive_field(model: SegmentationModel, size: tuple[int, int]) -> tuple[int, int] | None:
+    """What :func:`receptive_field` measures, composed from the components' declarations.
+
+    The score pixel ``i`` sees ``(field - 1) / 2`` input pixels either side of ``i * stride``,
+    ``field`` the backbone's declared field plus ``(fov - 1) * stride`` per context head; the
+    centre output pixel is bilinearly upsampled from one or two score pixels per axis, and
+    the window is clipped to the input. A :class:`LookupError` names the first component
+    that declares nothing (or a fusion, whose inputs' windows differ).
+    """
+    fields = getattr(model.backbone, "receptive_fields", None)
+    if not fields:
+        raise LookupError("the backbone declares no receptive_fields")
+    if model.fusion is not None:
+        raise LookupError("a fusion's inputs have windows of their own")
+    spans = [getattr(head, "field_of_view", None) for head in model.context]
+    if "global" in spans:
+        return None
+    if None in spans:
+        raise LookupError(f"context[{spans.index(None)}] declares no field_of_view")
+    stride = model.output_stride
+    radius = (fields[model.input] - 1) / 2 + sum((span - 1) / 2 for span in spans) * stride
+    extents = []
+    for length in size:
+        scores = math.ceil(length / stride)
+        centre = length // 2
+        if scores == length:
+            first = last = centre
+        else:  # F.interpolate, bilinear, align_corners=False
+            source = max((centre + 0.5) * scores / length - 0.5, 0.0)
+            first = math.floor(source)
+            last = min(first + 1, scores - 1) if source > first else first
+        low, high = max(0, math.ceil(first * stride - radius)), min(length - 1, math.floor(last * stride + radius))
+        if low == 0 and high == length - 1:
+            return None
+        extents.append(high - low + 1)
+    return extents[0], extents[1]
+
+
+def summarize(model: SegmentationModel, size: tuple[int, int], rf_size: tuple[int, int] | None = None, *,
+              measure: bool = False) -> dict[str, Any]:
     """Parameters (total and per component), output stride, field of view (None unless
-    the heads declare it), receptive field, output shape."""
+    the heads declare it), receptive field (declared, else measured only with ``measure``),
+    output shape.
+
+    The output shape is the forward contract's, ``(1, K, H, W)`` at any input size, which
+    the dry forward of :func:`~ctxseg.model.check.check_model` holds every model to when it
+    is built; no pass at full size is needed.
+    """
     parts = {"backbone": _count(model.backbone)}
     for i, head in enumerate(model.context):
         parts[f"context[{i}]"] = _count(head)
@@ -86,17 +138,22 @@ def summarize(model: SegmentationModel, size: tuple[int, int], rf_size: tuple[in
     parts["classifier"] = _count(model.classifier)
     for name, head in model.aux.items():
         parts[f"aux.{name} (training only)"] = _count(head)
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.zeros(1, 3, *size))["out"]
-    rf = receptive_field(model, rf_size or size)
+    at = rf_size or size
+    try:
+        if measure:
+            rf, how = receptive_field(model, at), "measured"
+        else:
+            rf, how = declared_receptive_field(model, at), "declared"
+    except LookupError as error:
+        rf, how = None, f"undeclared: {error}"
     return {
         "parameters": {"total": _count(model), "inference": _count(model) - sum(_count(h) for h in model.aux.values()),
                        **parts},
         "output_stride": model.output_stride,
         "field_of_view": model.field_of_view,
-        "receptive_field": list(rf) if rf else "whole input",
-        "receptive_field_measured_at": list(rf_size or size),
+        "receptive_field": list(rf) if rf else "whole input" if how in ("measured", "declared") else "undeclared",
+        "receptive_field_from": how,
+        "receptive_field_measured_at": list(at),
         "input_shape": [1, 3, *size],
-        "output_shape": list(out.shape),
+        "output_shape": [1, model.num_classes, *size],
     }

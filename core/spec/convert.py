@@ -8,6 +8,7 @@ whose lines read ``<file>: <toml.path>: <what was expected>``.
 from __future__ import annotations
 
 import difflib
+import math
 import typing
 from typing import Any
 
@@ -33,6 +34,8 @@ def _strict_int(value: Any, _: type) -> int:
 def _strict_float(value: Any, _: type) -> float:
     if type(value) not in (int, float):
         raise InvalidValue(f"expected a number, got {value!r}")
+    if not math.isfinite(value):  # TOML allows nan and inf; no parameter means them
+        raise InvalidValue(f"expected a finite number, got {value!r}")
     return float(value)
 
 

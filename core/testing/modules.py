@@ -38,9 +38,9 @@ def check_backbone(cls: type, config: Any = None, *, name: str | None = None, ma
     """Images ``(2, 3, H, W)`` -> every declared output at its declared channels and stride.
 
     H and W are one or two multiples of the largest declared stride. Also checks, for
-    each output: finite values; a gradient for every trainable parameter and for the
-    images (train mode); bitwise-repeatable eval passes; no leakage across the batch
-    in eval mode. The declaration itself must be well formed: the same names in
+    each output: finite values; a gradient (zero is fine, absent is not) for every
+    trainable parameter and for the images (train mode); bitwise-repeatable eval
+    passes; no leakage across the batch in eval mode. The declaration itself must be well formed: the same names in
     ``channels`` and ``strides``, positive integers, strides non-decreasing from shallow
     to deep (``deepest`` is the last name).
     """
@@ -95,11 +95,12 @@ def check_context_head(cls: type, config: Any = None, *, name: str | None = None
     Any channel count and any small size must work, since the framework builds the
     head from whatever the backbone declares and inputs of any size. The map's values
     are drawn from the head's declared ``input_domain``: standard normal, or its
-    absolute value for ``"nonnegative"``. Also checks:
-    finite values; a gradient for every trainable parameter and for the input (train
-    mode); bitwise-repeatable eval passes; no leakage across the batch in eval mode;
-    a declared ``field_of_view`` is the window its output pixel really sees; and a head
-    that declares ``emits_scores`` has ``num_classes`` output channels.
+    absolute value for ``"nonnegative"``. Also checks: finite values; a gradient (zero
+    is fine, absent is not) for every trainable parameter and for the input (train
+    mode); bitwise-repeatable eval passes; no leakage across the batch in eval mode; a
+    declared ``field_of_view`` is the window its output pixel really sees (the whole
+    input for ``"global"``); and a head that declares ``emits_scores`` has
+    ``num_classes`` output channels.
     """
     who = _who(Kind.CONTEXT_HEAD, cls, name)
     config = _make_config(who, cls, config)
@@ -134,12 +135,15 @@ def _check_field_of_view(who: str, head: nn.Module) -> None:
     span = getattr(head, "field_of_view", None)
     if span is None:
         return
-    if type(span) is not int or span < 1:
-        _fail(who, f"field_of_view must be a positive integer or None, got {span!r}")
-    side = span + 6
+    if span != "global" and (type(span) is not int or span < 1):
+        _fail(who, f"field_of_view must be a positive integer, \"global\" or None, got {span!r}")
+    side = 9 if span == "global" else span + 6
     rows, cols = reached(positive_linear_copy(head), 3, (side, side))
     seen = (int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
-    if seen != (span, span):
+    if span == "global" and seen != (side, side):
+        _fail(who, f"declares field_of_view=\"global\", but an output pixel sees a {seen[0]} x {seen[1]} window "
+                   f"of its input ({side} x {side})")
+    if span != "global" and seen != (span, span):
         _fail(who, f"declares field_of_view={span}, but an output pixel sees a {seen[0]} x {seen[1]} window "
                    f"of its input ({side} x {side})")
 
@@ -241,6 +245,9 @@ def _check_module(
     # (c) Train mode: a random linear functional of the outputs must reach every
     # trainable parameter (an unused one is dead weight in the checkpoint and
     # breaks distributed training) and the input (else the backbone below learns nothing).
+    # A parameter's gradient may be zero, only not absent: a branch initialised to zero
+    # (Yu & Koltun's identity initialisation, a zero-initialised residual) legitimately
+    # gives the layers before its last none at the first step, and trains all the same.
     module.train()
     module.zero_grad(set_to_none=True)
     leaves = [x.detach().clone().requires_grad_(True) for x in inputs]

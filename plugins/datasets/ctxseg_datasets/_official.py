@@ -32,7 +32,7 @@ class OfficialConfig:
         those with bad data instead of stopping at the first one.
     """
 
-    root: str = attrs.field(validator=attrs.validators.instance_of(str))
+    root: str = attrs.field(validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)])
     skip_bad: bool = False
 
 

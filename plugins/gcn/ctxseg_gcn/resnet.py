@@ -82,6 +82,8 @@ class ResNetGCN(ResNet):
     paper pretrains its own on ImageNet); torchvision's ResNet weights do not fit it.
     """
 
+    receptive_fields = None  # a GCN bottleneck is not the main path ResNet's declaration walks
+
     @attrs.define(frozen=True, kw_only=True)
     class Config(ResNet.Config):
         depth: int = attrs.field(default=50, validator=attrs.validators.in_((50, 101, 152)))

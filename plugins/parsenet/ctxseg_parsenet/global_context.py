@@ -60,6 +60,8 @@ class GlobalContext(ContextHead):
         scale: float = attrs.field(default=10.0, validator=attrs.validators.gt(0.0))
         """Initial gamma of both normalizations: Table 7's best is 10; 1 hardly trains (Sec. 3.3)."""
 
+    field_of_view = "global"  # pool6 is the average of the whole map
+
     def __init__(self, config: Config, in_channels: int, num_classes: int):
         super().__init__()
         self.out_channels = 2 * in_channels

@@ -110,6 +110,8 @@ class PyramidPooling(ContextHead):
             nn.Dropout2d(config.dropout),
         )
         self.out_channels = config.channels
+        # A 1x1 level is the global average: every output pixel sees the whole map.
+        self.field_of_view = "global" if 1 in config.bins else None
 
     def pyramid(self, x: Tensor) -> Tensor:
         """The pyramid pooling global feature: ``x`` and every level upsampled to its size,

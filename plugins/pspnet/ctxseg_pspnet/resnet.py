@@ -57,6 +57,9 @@ class DeepStemResNet(ResNet):
         if config.pretrained:
             load_pretrained(self, config.pretrained, ignore_prefixes=("fc.",))
 
+    def _stem(self) -> list[nn.Module]:
+        return [self.conv1, self.conv2, self.conv3, self.maxpool]
+
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         x = self.relu(self.bn1(self.conv1(images)))  # (B, 64, H/2, W/2)
         x = self.relu(self.bn2(self.conv2(x)))  # (B, 64, H/2, W/2)
