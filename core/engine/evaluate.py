@@ -44,5 +44,5 @@ def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequen
     results = confusion.compute(dataset.classes)
     for measure in measures:
         results.update(measure.compute())
-    results["inference"] = {"precision": inference.runtime.precision, **attrs.asdict(inference.test)}
+    results["inference"] = {**attrs.asdict(inference.test), "precision": inference.runtime.precision}  # as resolved
     return results, kept
