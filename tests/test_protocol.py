@@ -185,6 +185,8 @@ def test_python_api_labels_tensors_and_pil_images(trained):
     pil = Image.fromarray(image.permute(1, 2, 0).numpy())
     assert model.predict(image).shape == (48, 40) and model.predict(image).dtype == torch.int64
     assert torch.equal(model.predict(image), model.predict(pil))
+    gray16 = Image.fromarray(image[0].numpy().astype(np.uint16) * 257)  # mode "I;16", as a 16-bit PNG reads
+    torch.testing.assert_close(model.predict(gray16), model.predict(image[:1].expand(3, -1, -1)), rtol=0, atol=0)
     dataset = model.spec.data.dataset
     metrics, _ = ctxseg.evaluate(model, dataset.load()(dataset.config, "val"))
     assert 0 <= metrics["mean_iou"] <= 1 and metrics["inference"]["precision"] == "fp32"

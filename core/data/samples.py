@@ -27,7 +27,9 @@ from tqdm import tqdm
 from ctxseg.errors import DataError
 from ctxseg.interfaces import SegmentationDataset
 
-__all__ = ["IMAGE_SUFFIXES", "FileDataset", "check_sample", "map_labels", "read_image", "read_index_png"]
+__all__ = [
+    "IMAGE_SUFFIXES", "FileDataset", "check_sample", "image_tensor", "map_labels", "read_image", "read_index_png",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -39,16 +41,22 @@ def read_image(path: Path) -> Tensor:
         raise DataError(f"{path}: no such image")
     try:
         with Image.open(path) as im:
-            rgb = _gray16_to_rgb(im, path) if im.mode in _GRAY16 else np.array(im.convert("RGB"))
+            return image_tensor(im, path)
     except _UNREADABLE as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
+
+
+def image_tensor(im: Image.Image, source: object = "image") -> Tensor:
+    """A PIL image as a ``(3, H, W)`` uint8 RGB tensor (16-bit grey scaled to 8 bit);
+    errors name ``source``."""
+    rgb = _gray16_to_rgb(im, source) if im.mode in _GRAY16 else np.array(im.convert("RGB"))
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
 _GRAY16 = ("I;16", "I;16B", "I;16L", "I")
 
 
-def _gray16_to_rgb(im: Image.Image, path: Path) -> np.ndarray:
+def _gray16_to_rgb(im: Image.Image, path: object) -> np.ndarray:
     """A 16-bit grayscale image as ``(H, W, 3)`` uint8, each value scaled by 255/65535.
 
     Scaled rather than refused: a 16-bit PNG is the same picture at a finer grey

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
 from ctxseg.data.pipeline import EvalTransform
+from ctxseg.data.samples import image_tensor
 from ctxseg.engine.protocol import probabilities
 from ctxseg.engine.runtime import Runtime
 from ctxseg.errors import DataError
@@ -102,7 +102,7 @@ class Inference:
 
 def _as_tensor(image: Tensor | Image.Image) -> Tensor:
     if isinstance(image, Image.Image):
-        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+        return image_tensor(image, "PIL image")
     if not (isinstance(image, Tensor) and image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3):
         raise DataError(f"expected a PIL image or a uint8 tensor (3, H, W), got "
                         f"{getattr(image, 'dtype', type(image).__name__)} {tuple(getattr(image, 'shape', ()))}")
