@@ -18,6 +18,7 @@ from ctxseg.engine.protocol import probabilities
 from ctxseg.engine.runtime import Runtime
 from ctxseg.errors import DataError
 from ctxseg.files.weights import WeightsInfo
+from ctxseg.interfaces import Passes
 from ctxseg.model.load import load_model
 from ctxseg.spec import PassesRef, Spec, TestSpec
 from ctxseg.spec.convert import structure, unstructure
@@ -33,16 +34,19 @@ class Inference:
 
     ``model`` is the assembled :class:`~ctxseg.model.SegmentationModel`; ``module`` is
     what runs it (``module(images)["out"]`` are scores at input size). A model that is
-    also being trained keeps its memory format (``channels_last=None``: the spec's).
+    also being trained keeps its memory format (``channels_last=None``: the spec's) and
+    shares the ``passes`` its training built.
     """
 
-    def __init__(self, model: nn.Module, spec: Spec, *, source: str = "<spec>", channels_last: bool | None = True):
+    def __init__(self, model: nn.Module, spec: Spec, *, source: str = "<spec>", channels_last: bool | None = True,
+                 passes: Passes | None = None):
         self.spec = spec
         self.test = spec.test
         self.runtime = Runtime(spec.run, source, precision=self.test.precision, channels_last=channels_last)
         self.model = self.runtime.model(model)
-        passes = spec.run.passes
-        self.module = passes.load()(passes.config, self.model, source).inference(self.model)
+        if passes is None:
+            passes = spec.run.passes.load()(spec.run.passes.config, self.model, source)
+        self.module = passes.inference(self.model)
         self.transform = EvalTransform(spec.data)
 
     @classmethod
@@ -64,11 +68,6 @@ class Inference:
         how = "whole images" if test.mode == "whole" else f"{test.crop} px windows {test.step} px apart"
         views = f", scales {list(test.scales)}" if test.scales != (1.0,) else ""
         return f"{how}{views}{', flipped too' if test.flip else ''}, {self.runtime.describe()}"
-
-    @property
-    def output_stride(self) -> int:
-        """Stride of the score map the module computes before upsampling (halved by FCRN's simulation)."""
-        return getattr(self.module, "output_stride", self.model.output_stride)
 
     def _score(self, images: Tensor) -> Tensor:
         with self.runtime.autocast():

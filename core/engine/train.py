@@ -95,7 +95,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
         load_state(model, read_weights(spec.model.init)[0], spec.model.init, partial=True)
     model = runtime.model(model)
     passes = run.passes.load()(run.passes.config, model, source)  # a model it cannot run is named before training
-    inference = Inference(model, spec, source=source, channels_last=None)  # evaluates in training's format
+    inference = Inference(model, spec, source=source, channels_last=None, passes=passes)  # training's format
     criterion = spec.loss.load()(spec.loss.config, train_set.ignore_index)
     optimizer = spec.optimizer.load()(spec.optimizer.config, [p for p in model.parameters() if p.requires_grad])
     schedule = spec.schedule.load()(spec.schedule.config, run.steps)
