@@ -29,14 +29,12 @@ complete, so an interrupted generation never leaves a half dataset behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ctxseg.data.folder import FolderDataset, write_classes, write_sample
+from ctxseg.engine.runtime import one_thread
 from ctxseg.errors import DataError
 
 __all__ = ["CLASSES", "CONTEXT_CLASSES", "KITE_PROBABILITY", "PALETTE", "VERSION",
@@ -386,23 +385,9 @@ def ensure_generated(config: ContextScenes.Config) -> Path:
     return target
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread: rendering is a loop of tiny ops that threads only slow down.
-
-    On a busy two-core machine generation took 7 s with two threads, 1.5 s with one.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _generate(root: Path, config: ContextScenes.Config, params: dict[str, Any]) -> None:
     """Write every sample, the parameters, then classes.json (the completeness marker)."""
-    with _one_thread():
+    with one_thread():
         _write_samples(root, config)
     (root / "context_scenes.json").write_text(json.dumps(params, indent=2) + "\n")
     write_classes(root, CLASSES, PALETTE)

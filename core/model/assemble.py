@@ -79,7 +79,8 @@ class SegmentationModel(nn.Module):
 
         self.fusion = None
         self.fusion_inputs: tuple[str, ...] = ()
-        last, emits_scores = f"model.context[{len(self.context) - 1}]", bool(self.context) and self.context[-1].emits_scores
+        last = f"model.context[{len(self.context) - 1}]"
+        emits_scores = bool(self.context) and self.context[-1].emits_scores
         if spec.fusion is not None:
             self.fusion_inputs = tuple(
                 name if name == CONTEXT else feature(name, f"model.fusion.inputs[{i}]")

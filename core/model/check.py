@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from ctxseg.engine.runtime import one_thread
 from ctxseg.errors import ComponentError, CtxsegError
 from ctxseg.registry import default_registry
 from ctxseg.spec import ModelSpec, Ref
@@ -66,15 +67,11 @@ def check_model(model: SegmentationModel, spec: ModelSpec, source: str = "<spec>
     handles = [m.register_forward_pre_hook(lambda m, i: running.append(parts[m][0])) for m in parts]
     handles += [m.register_forward_hook(expect) for m in parts]
     was_training = model.training
-    threads = torch.get_num_threads()
-    # The tensors are tiny: on a busy machine idle worker threads spinning for a core make
-    # the pass many times slower (5.6 s instead of 0.2 s for GCN's ResNet-152 on 2 shared cores).
-    torch.set_num_threads(1)
     model.eval()
     try:
         images = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
         images = images.to(next(model.parameters(), images).device)
-        with torch.no_grad():
+        with torch.no_grad(), one_thread():  # tiny tensors: see one_thread
             model.scores(images)
             for name, head in model.aux.items():
                 head(features[name])
@@ -90,7 +87,6 @@ def check_model(model: SegmentationModel, spec: ModelSpec, source: str = "<spec>
         for handle in handles:
             handle.remove()
         model.train(was_training)
-        torch.set_num_threads(threads)
 
 
 def _compare(source: str, who: str, output: object, what: str, channels: int, size: tuple[int, ...],

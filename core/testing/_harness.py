@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
+from ctxseg.engine.runtime import one_thread
 from ctxseg.errors import SpecError
 from ctxseg.registry import Kind
 from ctxseg.spec.convert import structure
@@ -32,12 +33,8 @@ def _single_threaded(check: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(check)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_thread():
             check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
 
     return wrapper
 
