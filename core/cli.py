@@ -129,6 +129,7 @@ def _inspect(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from ctxseg.engine.distributed import rank
     from ctxseg.engine.train import train
     from ctxseg.metrics.report import metrics_table
     from ctxseg.spec import load_spec
@@ -137,8 +138,9 @@ def _train(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
     metrics = train(spec, out, source=args.spec, resume=args.resume, overwrite=args.overwrite,
                     progress=not args.quiet)
-    print(metrics_table(metrics))
-    print(f"run directory: {out} (model.safetensors, metrics.json, curves.png, predictions/)")
+    if rank() == 0:  # under torchrun, the first process speaks for all
+        print(metrics_table(metrics))
+        print(f"run directory: {out} (model.safetensors, metrics.json, curves.png, predictions/)")
 
 
 def _eval(args: argparse.Namespace) -> None:

@@ -155,11 +155,15 @@ class Passes:
                  autocast: Callable[[], AbstractContextManager]) -> float:
         """Run ``model`` on ``images`` ``(B, 3, H, W)`` in training and backpropagate.
 
+        ``model`` is what to call: the model, or in a distributed run its
+        DistributedDataParallel replica, so call it (``model(images)``, or
+        ``model(images, full_size=False)`` for the scores at the output stride) rather
+        than its methods, and read its structure from the model this was built with.
         ``objective(outputs, labels)`` is the loss of one pass: ``outputs`` a dict like
-        ``model(images)``'s (or ``model.scores(images)``'s), ``labels`` ``(B, h, w)`` the
-        masks at the outputs' pixels. Call ``.backward()`` on each pass's value (scaled
-        so that they add up to one batch's) and return their sum. Forward passes run
-        inside ``autocast()``. By default: one pass at input size.
+        ``model(images)``'s, ``labels`` ``(B, h, w)`` the masks at the outputs' pixels.
+        Call ``.backward()`` on each pass's value (scaled so that they add up to one
+        batch's) and return their sum. Forward passes run inside ``autocast()``. By
+        default: one pass at input size.
         """
         with autocast():
             outputs = model(images)
@@ -182,9 +186,14 @@ class Metric(abc.ABC):
     ``ignore_index``, which must not count); ``compute`` returns named numbers merged
     into the evaluation's metrics. Chosen by the spec's ``[[metrics]]`` tables or
     ``ctxseg eval --metric NAME --metric-arg KEY=VALUE``.
+
+    ``sums`` names the attributes (tensors) that hold the metric's state as sums: an
+    evaluation split across processes adds each up over them before ``compute``. A
+    metric that leaves it empty can be evaluated in one process only.
     """
 
     Config: ClassVar[type]
+    sums: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def update(self, prediction: Tensor, target: Tensor) -> None: ...

@@ -348,7 +348,8 @@ def test_a_damaged_checkpoint_is_a_weights_error(tmp_path, key, value):
     model(torch.ones(1, 2)).sum().backward()
     optimizer.step()
     path = tmp_path / "checkpoint.safetensors"
-    save_checkpoint(path, model, optimizer, TrainingState(step=3, history=[]), {"a": 1})
+    save_checkpoint(path, model, optimizer, TrainingState(step=3, history=[]), {"a": 1},
+                    {"rng/cpu": torch.get_rng_state()})
     load_checkpoint(path, model, optimizer, {"a": 1})  # intact, it loads
     _rewrite_metadata(path, **{key: value})
     with pytest.raises(WeightsError, match=rf"^{path}: corrupt checkpoint"):

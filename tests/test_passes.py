@@ -32,7 +32,8 @@ def test_training_and_evaluating_with_simulation(tmp_path, tiny_spec_file, capsy
 
     weights = str(tmp_path / "simulated" / "model.safetensors")
     assert main(["eval", weights, "--json", "--quiet"]) == 0  # the weights' own passes
-    assert json.loads(capsys.readouterr().out)["mean_iou"] == pytest.approx(metrics["mean_iou"])
+    # eval runs channels_last, training contiguous: near-tied scores may flip a pixel or two
+    assert json.loads(capsys.readouterr().out)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
     assert main(["eval", weights, "--json", "--quiet", "--passes", "base.single"]) == 0
     single = json.loads(capsys.readouterr().out)
     assert single["mean_iou"] != pytest.approx(metrics["mean_iou"])  # at 1/8, not at simulated 1/4

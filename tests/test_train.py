@@ -31,7 +31,9 @@ def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, ca
     assert main(["eval", str(out / "model.safetensors"), "--json", "--quiet",
                  "--metric", "gcn.boundary", "--metric-arg", "width=7"]) == 0  # a plugin's metric
     evaluated = json.loads(capsys.readouterr().out)
-    assert evaluated["mean_iou"] == pytest.approx(metrics["final"]["mean_iou"])
+    # eval runs channels_last, training the spec's contiguous format: the 4-step model's near-tied
+    # scores may round apart and flip a pixel or two (1.8e-6 of mIoU seen), never more
+    assert evaluated["mean_iou"] == pytest.approx(metrics["final"]["mean_iou"], abs=1e-4)
     assert evaluated["boundary_width"] == 7
     assert 0 <= evaluated["boundary_accuracy"] <= 1 and 0 <= evaluated["internal_accuracy"] <= 1
 

@@ -171,26 +171,40 @@ class _Augmented(Dataset):
 
 
 class _EpochSampler(Sampler):
-    """Endless ``(index, seed)`` pairs: a seeded permutation per epoch, starting at ``start``."""
+    """Endless ``(index, seed)`` pairs: a seeded permutation per epoch, from batch ``start`` on.
 
-    def __init__(self, size: int, seed: int, start: int = 0):
-        self.size, self.seed, self.start = size, seed, start
+    The stream is the same for any number of processes: each global batch of ``batch``
+    samples is cut into ``shards`` equal parts and this process takes part ``shard``, so
+    every sample, and its augmentation seed, is the one a single process would draw.
+    """
+
+    def __init__(self, size: int, seed: int, batch: int, start: int = 0, shard: int = 0, shards: int = 1):
+        self.size, self.seed, self.batch, self.start = size, seed, batch, start
+        self.shard, self.part = shard, batch // shards
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch, offset = divmod(self.start, self.size)
+        position = self.start * self.batch
+        epoch, offset = divmod(position, self.size)
         while True:
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-            for position in range(offset, self.size):
-                yield int(order[position]), random.Random(f"{self.seed}/{epoch}/{position}").getrandbits(63)
+            for index in range(offset, self.size):
+                if (position % self.batch) // self.part == self.shard:
+                    yield int(order[index]), random.Random(f"{self.seed}/{epoch}/{index}").getrandbits(63)
+                position += 1
             epoch, offset = epoch + 1, 0
 
 
-def train_loader(dataset: SegmentationDataset, spec: DataSpec, seed: int, start_step: int = 0) -> DataLoader:
-    """An endless loader of ``(images (B,3,h,w), masks (B,h,w))``, resuming at ``start_step``."""
-    sampler = _EpochSampler(len(dataset), seed, start=start_step * spec.batch_size)
+def train_loader(dataset: SegmentationDataset, spec: DataSpec, seed: int, start_step: int = 0, *,
+                 shard: int = 0, shards: int = 1) -> DataLoader:
+    """An endless loader of ``(images (b,3,h,w), masks (b,h,w))``, resuming at batch ``start_step``.
+
+    ``b`` is this process's part of the global ``batch_size``: all of it in a single
+    process, a ``1/shards`` part in process ``shard`` of a distributed run.
+    """
+    sampler = _EpochSampler(len(dataset), seed, spec.batch_size, start=start_step, shard=shard, shards=shards)
     return DataLoader(
         _Augmented(dataset, TrainTransform(spec, dataset.ignore_index)),
-        batch_size=spec.batch_size, sampler=sampler, num_workers=spec.workers,
+        batch_size=spec.batch_size // shards, sampler=sampler, num_workers=spec.workers,
         persistent_workers=spec.workers > 0, drop_last=True,
         generator=torch.Generator().manual_seed(seed),  # keeps the global RNG (dropout's) untouched
     )

@@ -8,10 +8,12 @@ from typing import Any
 
 import attrs
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from ctxseg.engine import distributed
 from ctxseg.engine.inference import Inference
+from ctxseg.errors import CtxsegError
 from ctxseg.interfaces import SegmentationDataset
 from ctxseg.metrics.confusion import ConfusionMatrix
 from ctxseg.spec import MetricRef
@@ -24,6 +26,8 @@ def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequen
     """Label every sample as the inference's ``[test]`` protocol says, a batch of
     ``test.batch`` samples at a time, read by ``data.workers`` loader processes; return
     the metrics (with the protocol and precision used, under ``"inference"``) and examples.
+    In a distributed run each process labels its part of the samples and every process
+    returns the metrics of the whole dataset.
 
     :param metrics: measures beside the confusion matrix's (:class:`~ctxseg.interfaces.Metric`),
         their results merged into the returned metrics.
@@ -31,9 +35,14 @@ def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequen
     """
     confusion = ConfusionMatrix(len(dataset.classes), dataset.ignore_index)
     measures = [ref.load()(ref.config, dataset.classes, dataset.ignore_index) for ref in metrics]
+    unsummed = [ref.name for ref, measure in zip(metrics, measures, strict=True) if not measure.sums]
+    if distributed.world_size() > 1 and unsummed:
+        raise CtxsegError(f"metric {unsummed[0]!r} declares no 'sums', so it cannot be evaluated across "
+                          f"{distributed.world_size()} processes; evaluate it in one process (ctxseg eval)")
     kept = []
-    loader = DataLoader(dataset, batch_size=None, num_workers=inference.spec.data.workers)
-    samples = enumerate(tqdm(loader, total=len(dataset), desc="eval", leave=False, disable=not progress))
+    mine = distributed.shard(len(dataset))  # each process labels its part; the sums are added up below
+    loader = DataLoader(Subset(dataset, mine), batch_size=None, num_workers=inference.spec.data.workers)
+    samples = zip(mine, tqdm(loader, total=len(mine), desc="eval", leave=False, disable=not progress))
     for batch in iter(lambda: list(itertools.islice(samples, inference.test.batch)), []):
         predictions = inference.predict_many([image for _, (image, _) in batch])
         for (index, (image, mask)), prediction in zip(batch, predictions, strict=True):
@@ -41,6 +50,10 @@ def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequen
                 measure.update(prediction, mask)
             if index < keep:
                 kept.append((index, image, mask, prediction))
+    distributed.all_sum(confusion.matrix)
+    for measure in measures:
+        for name in measure.sums:
+            distributed.all_sum(getattr(measure, name))
     results = confusion.compute(dataset.classes)
     for measure in measures:
         results.update(measure.compute())

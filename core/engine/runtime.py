@@ -8,10 +8,11 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ctxseg.engine.distributed import local_rank
 from ctxseg.errors import SpecError
 from ctxseg.spec import RunSpec
 
-__all__ = ["Runtime", "fast_bf16", "one_thread"]
+__all__ = ["Runtime", "choose_device", "choose_precision", "fast_bf16", "one_thread"]
 
 
 @contextlib.contextmanager
@@ -38,21 +39,36 @@ def fast_bf16(device: torch.device) -> str:
     return " and ".join(found)
 
 
+def choose_device(requested: str, cuda_available: bool, local_rank: int = 0) -> torch.device:
+    """The device ``run.device`` names for this process: "auto" is the process's GPU
+    (``LOCAL_RANK``-th under torchrun) where CUDA is available, else the CPU."""
+    if requested == "cpu" or (requested == "auto" and not cuda_available):
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def choose_precision(requested: str, device: torch.device, *, training: bool) -> str:
+    """``precision``, with "auto" resolved: bf16 where :func:`fast_bf16` finds it fast, else
+    fp32; for training only on CUDA, so CPU training keeps fp32's numbers on every machine."""
+    if requested != "auto":
+        return requested
+    return "bf16" if fast_bf16(device) and (device.type == "cuda" or not training) else "fp32"
+
+
 class Runtime:
     """The ``[run]`` settings that decide device, autocast and memory format.
 
     ``precision`` and ``channels_last`` override the spec's (inference chooses its own);
-    ``precision = "auto"`` means bf16 where :func:`fast_bf16` finds it fast, else fp32.
+    ``precision = "auto"`` is resolved by :func:`choose_precision`.
     """
 
     def __init__(self, run: RunSpec, source: str = "<spec>", *, precision: str | None = None,
                  channels_last: bool | None = None):
         if run.device == "cuda" and not torch.cuda.is_available():
             raise SpecError(f"{source}: run.device: 'cuda' was asked for, but no CUDA device is available")
-        self.device = torch.device("cuda" if run.device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if run.device == "auto" else run.device)
-        precision = precision or run.precision
-        self.precision = precision if precision != "auto" else "bf16" if fast_bf16(self.device) else "fp32"
+        self.device = choose_device(run.device, torch.cuda.is_available(), local_rank())
+        # the run's own precision is training's; inference passes the [test] table's
+        self.precision = choose_precision(precision or run.precision, self.device, training=precision is None)
         channels_last = run.channels_last if channels_last is None else channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if run.threads:

@@ -1,7 +1,8 @@
 """Resumable training state in a safetensors file: model, optimizer, step, RNG, history.
 
 Tensors are stored under ``model/<name>``, ``optimizer/<param index>/<key>`` and
-``rng/<device>``; everything else (step, optimizer hyper-parameters, the resolved
+``rng/<device>`` (``rng/<device>/<rank>`` for the other processes of a distributed run);
+everything else (step, number of processes, optimizer hyper-parameters, the resolved
 spec, the metric history) is JSON in the metadata. No pickle.
 """
 
@@ -18,7 +19,7 @@ from torch import nn
 from ctxseg.errors import WeightsError
 from ctxseg.files.weights import load_state, read_safetensors, write_tensors
 
-__all__ = ["TrainingState", "load_checkpoint", "save_checkpoint"]
+__all__ = ["TrainingState", "load_checkpoint", "rng_key", "save_checkpoint"]
 
 FORMAT = "ctxseg.checkpoint/1"
 
@@ -27,11 +28,19 @@ FORMAT = "ctxseg.checkpoint/1"
 class TrainingState:
     step: int
     history: list[dict[str, Any]]
+    world_size: int = 1
+    """Processes the run trains on: a distributed run resumes on as many."""
+
+
+def rng_key(device: str, rank: int) -> str:
+    """Where process ``rank``'s random state for ``device`` ("cpu", "cuda") is stored."""
+    return f"rng/{device}" if rank == 0 else f"rng/{device}/{rank}"
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    state: TrainingState, spec: dict[str, Any]) -> None:
-    """Write everything needed to continue training at ``state.step``, atomically."""
+                    state: TrainingState, spec: dict[str, Any], rng: dict[str, torch.Tensor]) -> None:
+    """Write everything needed to continue training at ``state.step``, atomically.
+    ``rng`` holds every process's random states, under :func:`rng_key`'s names."""
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     optim = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
@@ -41,13 +50,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
                 tensors[f"optimizer/{index}/{key}"] = value
             else:
                 scalars.setdefault(str(index), {})[key] = value
-    tensors["rng/cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng/cuda"] = torch.cuda.get_rng_state()
+    tensors.update(rng)
     metadata = {
         "ctxseg.format": FORMAT,
         "ctxseg.spec": json.dumps(spec),
         "ctxseg.step": str(state.step),
+        "ctxseg.world_size": str(state.world_size),
         "ctxseg.history": json.dumps(state.history),
         "ctxseg.param_groups": json.dumps(optim["param_groups"]),
         "ctxseg.optimizer_scalars": json.dumps(scalars),
@@ -56,8 +64,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    spec: dict[str, Any]) -> TrainingState:
-    """Restore model, optimizer and RNG from ``path``; the run's spec must be the one saved."""
+                    spec: dict[str, Any], *, rank: int = 0, world_size: int = 1) -> TrainingState:
+    """Restore model, optimizer and process ``rank``'s RNG from ``path``; the run's spec,
+    and its number of processes, must be the ones saved."""
     path = Path(path)
     tensors, meta = read_safetensors(path)
     if meta.get("ctxseg.format") != FORMAT:
@@ -69,6 +78,10 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     if saved != json.loads(json.dumps(spec)):
         raise WeightsError(f"{path}: was written by a run with a different spec; "
                            "resume with the same spec or train into a new --out directory")
+    if (saved_size := meta.get("ctxseg.world_size", "1")) != str(world_size):
+        how = "in one process, without torchrun" if saved_size == "1" else f"on {saved_size} processes (torchrun)"
+        raise WeightsError(f"{path}: was written by a run on {saved_size} process(es), this one has {world_size}; "
+                           f"resume it {how}: its data shards and random states are per process")
     load_state(model, {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}, str(path))
     try:
         state: dict[int, dict[str, Any]] = {}
@@ -79,10 +92,11 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         for index, entries in json.loads(meta["ctxseg.optimizer_scalars"]).items():
             state.setdefault(int(index), {}).update(entries)
         optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["ctxseg.param_groups"])})
-        torch.set_rng_state(tensors["rng/cpu"])
-        if "rng/cuda" in tensors and torch.cuda.is_available():
-            torch.cuda.set_rng_state(tensors["rng/cuda"])
-        return TrainingState(step=int(meta["ctxseg.step"]), history=json.loads(meta["ctxseg.history"]))
+        torch.set_rng_state(tensors[rng_key("cpu", rank)])
+        if rng_key("cuda", rank) in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors[rng_key("cuda", rank)])
+        return TrainingState(step=int(meta["ctxseg.step"]), history=json.loads(meta["ctxseg.history"]),
+                             world_size=int(meta.get("ctxseg.world_size", "1")))
     except (KeyError, ValueError, TypeError, AttributeError, RuntimeError, RecursionError) as error:
         raise WeightsError(f"{path}: corrupt checkpoint ({type(error).__name__}: {error}); train without "
                            "--resume (--overwrite) to start the run again") from None

@@ -174,7 +174,12 @@ class SegmentationModel(nn.Module):
                 outputs[f"aux.{name}"] = head(features[name])
         return outputs
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
+    def forward(self, images: Tensor, *, full_size: bool = True) -> dict[str, Tensor]:
+        """The score maps upsampled to the input's size, or with ``full_size=False`` as
+        :meth:`scores` returns them (the form a distributed replica, which runs only
+        ``forward``, gives them in)."""
+        if not full_size:
+            return self.scores(images)
         size = images.shape[-2:]
         return {name: upsample(scores, size) for name, scores in self.scores(images).items()}  # (B, K, H, W)
 

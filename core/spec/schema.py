@@ -238,6 +238,8 @@ class DataSpec:
 
     dataset: DatasetRef = _default(DatasetRef, "base.context_scenes")
     batch_size: int = attrs.field(default=8, validator=[attrs.validators.ge(1), attrs.validators.le(MAX_BATCH)])
+    """The global batch, as the papers report it: split evenly across the processes of a
+    distributed run (16 on 8 GPUs is 2 per GPU), so it must divide by their number."""
     workers: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(256)])
     crop_size: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(MAX_CROP)])
     """Square training crop in pixels; 0 trains on whole images."""
@@ -310,16 +312,24 @@ class RunSpec:
     """Optimizer updates."""
     accumulate: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     """Batches whose gradients are summed before each update (FCRN Sec. 3.2: several
-    crops per update when one crop fills the memory); the loss of each is divided by
-    this, so an update sees the mean over batch_size x accumulate samples."""
+    crops per update when one crop fills the memory). Each batch's loss is weighted by its
+    share of the labelled pixels, so an update sees the mean over all labelled pixels of
+    batch_size x accumulate samples, as one big batch would."""
     eval_every: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     """Evaluate (and checkpoint) every so many steps; 0 means only at the end."""
     seed: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(2**32 - 1)])
     """Seed of every random draw (initialisation, sampling, augmentation); 0 to 2**32 - 1."""
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 runs the forward pass under autocast; weights and optimizer stay fp32."""
+    """"auto": the process's GPU (``LOCAL_RANK`` under torchrun) if CUDA is there, else the CPU."""
+    precision: Literal["fp32", "bf16", "auto"] = "auto"
+    """bf16 runs the forward pass under autocast; weights and optimizer stay fp32. "auto":
+    bf16 on a GPU that supports it, fp32 elsewhere (CPU training keeps fp32's numbers)."""
     channels_last: bool = False
+    compile: bool = False
+    """Train the model through ``torch.compile`` (the first step's compile time is reported apart)."""
+    sync_batch_norm: bool = True
+    """With several processes (torchrun), batch norm that trains on batch statistics
+    normalizes over the global batch, as PSPNet's (Sec. 4.1); frozen modes stay frozen."""
     threads: int = attrs.field(default=0, validator=[attrs.validators.ge(0), attrs.validators.le(4096)])
     """CPU threads for torch (at most 4096); 0 keeps torch's default."""
     passes: PassesRef = _default(PassesRef, "base.single")

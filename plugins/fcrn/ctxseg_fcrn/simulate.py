@@ -180,6 +180,7 @@ class SimulatedPasses(Passes):
     def __init__(self, config: Config, model: nn.Module, source: str = "<spec>"):
         super().__init__(config, model, source)
         _strided(model, config.layer, source)  # a layer that cannot be simulated is named before training
+        self.model = model
 
     def backward(self, model: nn.Module, images: Tensor, masks: Tensor,
                  objective: Callable[[dict[str, Tensor], Tensor], Tensor],
@@ -188,13 +189,13 @@ class SimulatedPasses(Passes):
             return super().backward(model, images, masks, objective, autocast)
         total = 0.0
         for dy, dx in SHIFTS:
-            with shifted(model, self.config.layer, dy, dx), autocast():
-                outputs = model.scores(images)
+            with shifted(self.model, self.config.layer, dy, dx), autocast():
+                outputs = model(images, full_size=False)
             size = outputs["out"].shape[-2:]
             if any(scores.shape[-2:] != size for scores in outputs.values()):
                 raise CtxsegError(f"run.passes.layer: an auxiliary head reads a feature from before "
                                   f"{self.config.layer!r}; simulation needs every scored map after it")
-            labels = label_phase(masks, model.output_stride // 2, dy, dx, size)
+            labels = label_phase(masks, self.model.output_stride // 2, dy, dx, size)
             value = objective(outputs, labels) / len(SHIFTS)
             value.backward()
             total += value.item()

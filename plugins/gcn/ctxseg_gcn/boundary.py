@@ -24,6 +24,8 @@ class BoundaryAccuracy(Metric):
     its boundary refinement helps boundary pixels (Table 5).
     """
 
+    sums = ("correct", "total")
+
     @attrs.define(frozen=True, kw_only=True)
     class Config:
         width: int = attrs.field(default=7, validator=attrs.validators.ge(1))

@@ -1,0 +1,186 @@
+"""Training on two CPU processes (gloo) is training on one with the whole batch.
+
+Two processes with 2 samples each must give the weights one process gives with the
+4-sample global batch: the same samples and augmentations (the sampler shards each global
+batch), batch norm over all 4 (synchronized), and the loss over every labelled pixel of the
+global batch, across accumulation steps and processes. The processes add their partial
+sums in another order than one process does, so the weights agree to float32 rounding
+grown by 4 steps of an untrained model, not bit for bit. Measured with accumulation: every
+tensor within 3e-5 of its largest value (batch norm's running variance; 1e-7 without
+accumulation), and biases that start at 0 within 3e-7, at lr 0.001 (at 0.01 the tiny
+model is chaotic: a 1e-7 difference grows about 100-fold a step). The tolerance, 1e-4 of
+the largest value plus 1e-6, is far below what a wrong batch statistic moves them (1000
+times it, the unsynchronized control).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ctxseg.engine import train as train_module
+from ctxseg.errors import SpecError, WeightsError
+from ctxseg.files.weights import read_weights
+from ctxseg.spec import load_spec
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _rank_env(rank: int, port: int) -> dict[str, str]:
+    return {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+
+
+class _Killed(Exception):
+    pass
+
+
+def _forbid_writes() -> None:
+    """In a process other than the first, any file written by training fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"process {dist.get_rank()} wrote a file")
+    for name in ("save_checkpoint", "save_weights", "atomic_path", "plot_curves", "save_png"):
+        setattr(train_module, name, refuse)
+
+
+def _worker(rank: int, port: int, runs: dict[str, str], resume_spec: str, odd_spec: str) -> None:
+    """Every scenario of one process of the pair, in one process group (spawning is the slow part)."""
+    os.environ.update(_rank_env(rank, port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    try:
+        if rank:
+            _forbid_writes()
+        for spec, out in runs.items():
+            train_module.train(load_spec(spec), Path(out), progress=False)
+
+        # killed after the step-2 checkpoint, as every process reaches step 4's, then resumed
+        real = train_module._random_states
+        calls = []
+        def die_at_second_checkpoint(device):
+            calls.append(device)
+            if len(calls) == 2:
+                raise _Killed
+            return real(device)
+        train_module._random_states = die_at_second_checkpoint
+        with pytest.raises(_Killed):
+            train_module.train(load_spec(resume_spec), Path(runs[resume_spec] + "-killed"), progress=False)
+        train_module._random_states = real
+        train_module.train(load_spec(resume_spec), Path(runs[resume_spec] + "-killed"), resume=True, progress=False)
+
+        with pytest.raises(SpecError, match="data.batch_size: 3 is the global batch, split across the 2 "
+                                            "processes of this run; it must divide by 2"):
+            train_module.train(load_spec(odd_spec), Path(runs[resume_spec] + "-odd"), progress=False)
+    finally:
+        dist.destroy_process_group()
+
+
+def _variant(tmp_path, text: str, name: str, *replacements: tuple[str, str]) -> str:
+    for old, new in replacements:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, tiny_spec_text):
+    """The 2-process runs (in ``runs[spec]``) and the specs they ran."""
+    tmp_path = tmp_path_factory.mktemp("distributed")
+    # no dropout: each process draws its own masks, for its own samples
+    base = tiny_spec_text.replace("batch_size = 2", "batch_size = 4")
+    base = base.replace("channels = ", "dropout = 0.0\nchannels = ")
+    base = base.replace("[run]", '[optimizer]\nname = "base.sgd"\nlr = 0.001\n\n[run]')
+    assert base.count("dropout = 0.0") == 2
+    specs = {
+        "plain": _variant(tmp_path, base, "plain", ("[run]", '[[metrics]]\nname = "gcn.boundary"\n\n[run]')),
+        # rotation fills the corners with ignore pixels, a different number in every crop
+        "ignore": _variant(tmp_path, base, "ignore", ("batch_size = 4", "batch_size = 4\nrotate = [-30.0, 30.0]"),
+                           ('device = "cpu"', 'device = "cpu"\naccumulate = 2')),
+        "unsynced": _variant(tmp_path, base, "unsynced", ('device = "cpu"', 'device = "cpu"\nsync_batch_norm = false')),
+    }
+    odd = _variant(tmp_path, base, "odd", ("batch_size = 4", "batch_size = 3"))
+    runs = {spec: str(tmp_path / f"{name}-2") for name, spec in specs.items()}
+    mp.spawn(_worker, args=(_free_port(), runs, specs["ignore"], odd), nprocs=2)
+    return specs, runs
+
+
+def _weights(run: str) -> dict[str, torch.Tensor]:
+    return read_weights(os.path.join(run, "model.safetensors"))[0]
+
+
+def _excess(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The largest difference between two sets of weights in units of the tolerance,
+    1e-4 of the tensor's largest value plus 1e-6: below 1 where they agree."""
+    assert a.keys() == b.keys()
+    return max(((a[k].double() - b[k].double()).abs().max() / (1e-4 * b[k].double().abs().max() + 1e-6)).item()
+               for k in a if a[k].is_floating_point())
+
+
+@pytest.fixture(scope="module")
+def singles(pair, tmp_path_factory):
+    """The same specs trained in this one process, by name."""
+    specs, _ = pair
+    tmp_path = tmp_path_factory.mktemp("single")
+    for name in ("plain", "ignore"):
+        train_module.train(load_spec(specs[name]), tmp_path / name, progress=False)
+    return {name: str(tmp_path / name) for name in ("plain", "ignore")}
+
+
+@pytest.mark.parametrize("name", ["plain", "ignore"])
+def test_two_processes_train_as_one_with_the_whole_batch(pair, singles, name):
+    specs, runs = pair
+    assert _excess(_weights(runs[specs[name]]), _weights(singles[name])) < 1
+    # each process evaluated half the images; the confusion matrices (and metric sums) were added up
+    final = json.loads((Path(singles[name]) / "metrics.json").read_text())["final"]
+    distributed = json.loads((Path(runs[specs[name]]) / "metrics.json").read_text())
+    assert distributed["processes"] == 2
+    for key in ("mean_iou", "pixel_accuracy", *(("boundary_accuracy",) if name == "plain" else ())):
+        assert distributed["final"][key] == pytest.approx(final[key], abs=1e-3), key
+
+
+def test_without_synchronized_batch_norm_the_processes_differ(pair, singles):
+    """The control: the tolerance above is tight enough to see per-process batch statistics."""
+    specs, runs = pair
+    assert _excess(_weights(runs[specs["unsynced"]]), _weights(singles["plain"])) > 100
+
+
+def test_a_killed_distributed_run_resumes_to_the_same_weights(pair):
+    specs, runs = pair
+    straight, resumed = _weights(runs[specs["ignore"]]), _weights(runs[specs["ignore"]] + "-killed")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_a_distributed_checkpoint_is_not_resumed_in_one_process(pair):
+    specs, runs = pair
+    with pytest.raises(WeightsError, match=r"written by a run on 2 process\(es\), this one has 1; resume it "
+                                           r"on 2 processes \(torchrun\)"):
+        train_module.train(load_spec(specs["ignore"]), Path(runs[specs["ignore"]] + "-killed"), resume=True,
+                           progress=False)
+
+
+def test_torchrun_trains_from_the_command_line(tmp_path, tiny_spec_text):
+    """What users type: ``torchrun --nproc-per-node 2 -m ctxseg train``; one table is printed."""
+    spec = _variant(tmp_path, tiny_spec_text, "cli", ("steps = 4", "steps = 2"))
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-port", str(_free_port()), "-m", "ctxseg", "train", spec, "--out", str(out),
+                           "--quiet"], check=False, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("mean iou") == 1 and "run directory" in done.stdout
+    assert json.loads((out / "metrics.json").read_text())["processes"] == 2
