@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ctxseg.engine import distributed
 from ctxseg.engine import train as train_module
 from ctxseg.errors import SpecError, WeightsError
 from ctxseg.files.weights import read_weights
@@ -112,6 +113,10 @@ def pair(tmp_path_factory, tiny_spec_text):
         "ignore": _variant(tmp_path, base, "ignore", ("batch_size = 4", "batch_size = 4\nrotate = [-30.0, 30.0]"),
                            ('device = "cpu"', 'device = "cpu"\naccumulate = 2')),
         "unsynced": _variant(tmp_path, base, "unsynced", ('device = "cpu"', 'device = "cpu"\nsync_batch_norm = false')),
+        # FCRN: four shifted passes per batch through the replica, batch norm frozen (never synchronized)
+        "simulated": _variant(tmp_path, base, "simulated", ("[data]", '[model]\nbatch_norm = "frozen_statistics"\n\n[data]'),
+                              ('device = "cpu"', 'device = "cpu"\n\n[run.passes]\nname = "fcrn.simulated"\n'
+                                                 + 'layer = "backbone.layer2"\n')),
     }
     odd = _variant(tmp_path, base, "odd", ("batch_size = 4", "batch_size = 3"))
     runs = {spec: str(tmp_path / f"{name}-2") for name, spec in specs.items()}
@@ -136,12 +141,12 @@ def singles(pair, tmp_path_factory):
     """The same specs trained in this one process, by name."""
     specs, _ = pair
     tmp_path = tmp_path_factory.mktemp("single")
-    for name in ("plain", "ignore"):
+    for name in ("plain", "ignore", "simulated"):
         train_module.train(load_spec(specs[name]), tmp_path / name, progress=False)
-    return {name: str(tmp_path / name) for name in ("plain", "ignore")}
+    return {name: str(tmp_path / name) for name in ("plain", "ignore", "simulated")}
 
 
-@pytest.mark.parametrize("name", ["plain", "ignore"])
+@pytest.mark.parametrize("name", ["plain", "ignore", "simulated"])
 def test_two_processes_train_as_one_with_the_whole_batch(pair, singles, name):
     specs, runs = pair
     assert _excess(_weights(runs[specs[name]]), _weights(singles[name])) < 1
@@ -184,3 +189,19 @@ def test_torchrun_trains_from_the_command_line(tmp_path, tiny_spec_text):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("mean iou") == 1 and "run directory" in done.stdout
     assert json.loads((out / "metrics.json").read_text())["processes"] == 2
+
+
+def test_synchronized_batch_norm_keeps_state_and_frozen_parameters():
+    """The swap changes how statistics are gathered, nothing else: values, which parameters
+    train, train/eval mode; outside a process group it normalizes as batch norm does."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.BatchNorm2d(4))
+    model[2].requires_grad_(False)
+    model[2].eval()
+    images = torch.randn(2, 3, 8, 8)
+    expected = model(images)
+    model[1].running_mean.fill_(0.5)
+    assert distributed.synchronize_batch_norm(model, torch.device("cpu")) == 2
+    assert all(isinstance(m, distributed.GlooSyncBatchNorm) for m in model[1:])
+    assert model[1].running_mean.eq(0.5).all() and model[1].training and not model[2].training
+    assert model[1].weight.requires_grad and not model[2].weight.requires_grad
+    assert torch.allclose(model(images), expected, atol=1e-6)
