@@ -129,7 +129,7 @@ def main() -> None:
     for name in args.variants:
         step = statistics.median(times[name])
         mfu = f" {100 * flops / step / (args.peak_tflops * 1e12):.1f}% |" if args.peak_tflops else ""
-        print(f"| {name} | {1000 * step:.0f} | {args.batch / step:.1f} | {base / step:.2f}x | "
+        print(f"| {name} | {1000 * step:.0f} | {args.batch / step:.3g} | {base / step:.2f}x | "
               f"{max(peaks[name]):.0f} |{mfu}")
 
 
