@@ -235,6 +235,21 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> None:
+    from ctxseg.engine.export import export_onnx, verify_onnx
+
+    exported, inference = export_onnx(args.weights, args.out, opset=args.opset)
+    shape = " x ".join(map(str, exported.shape))
+    print(f"wrote {exported.path}: input image ({shape}), output scores, opset {exported.opset}")
+    if not exported.dynamic:
+        print(f"ctxseg: warning: exported at a fixed input size ({shape}): the exporter cannot trace this "
+              f"model for every size ({exported.fixed_because})", file=sys.stderr)
+    if args.verify:
+        for check in verify_onnx(exported, inference):
+            print(f"verify {'x'.join(map(str, check.shape))}: max abs difference {check.max_abs_diff:.3g}, "
+                  f"argmax agreement {100 * check.argmax_agreement:.3f}%")
+
+
 def _bounded(low: int, high: int, why: str):
     """An argparse type: an integer in ``[low, high]``; outside, a usage error that says why."""
     def parse(text: str) -> int:
@@ -351,6 +366,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     _add_test_options(s)
     s.set_defaults(run=_predict)
+
+    s = sub.add_parser("export", help="export a weights file's inference graph (ONNX)")
+    s.add_argument("weights", metavar="WEIGHTS")
+    s.add_argument("--format", choices=["onnx"], default="onnx")
+    s.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    s.add_argument("--opset", type=_bounded(18, 23, "the opsets PyTorch's dynamo exporter writes"),
+                   help="ONNX opset (default: 20, the exporter's)")
+    s.add_argument("--verify", action="store_true",
+                   help="run the file with onnxruntime on two input sizes and compare with PyTorch")
+    s.set_defaults(run=_export)
     return p
 
 
