@@ -250,6 +250,18 @@ def _export(args: argparse.Namespace) -> None:
                   f"argmax agreement {100 * check.argmax_agreement:.3f}%")
 
 
+def _convert(args: argparse.Namespace) -> None:
+    from ctxseg.engine.convert import convert
+    from ctxseg.spec import load_spec
+
+    spec = load_spec(args.spec) if args.spec else None
+    kind, spec, classes = convert(args.source, args.to, spec=spec, classes=args.classes)
+    backbone = spec.model.backbone
+    heads = " + ".join(ref.name for ref in spec.model.context)
+    print(f"wrote {args.to}: {kind} as {backbone.name} (depth {backbone.config.depth}) + {heads}, "
+          f"{len(classes)} classes ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''})")
+
+
 def _bounded(low: int, high: int, why: str):
     """An argparse type: an integer in ``[low, high]``; outside, a usage error that says why."""
     def parse(text: str) -> int:
@@ -376,6 +388,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--verify", action="store_true",
                    help="run the file with onnxruntime on two input sizes and compare with PyTorch")
     s.set_defaults(run=_export)
+
+    s = sub.add_parser("convert", help="import a torchvision or MMSegmentation checkpoint as a ctxseg weights file")
+    s.add_argument("source", metavar="SOURCE",
+                   help="a .pth (read without unpickling code) or .safetensors state dict: torchvision's "
+                        "fcn/deeplabv3_resnet50/101, MMSegmentation's PSPNet or FCN (ResNetV1c-D8)")
+    s.add_argument("--to", required=True, metavar="WEIGHTS", help="the .safetensors file to write")
+    s.add_argument("--spec", help="the spec of the model to load it into (default: inferred from its keys)")
+    s.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="class names (default: the checkpoint's; VOC's 21 for torchvision's)")
+    s.set_defaults(run=_convert)
     return p
 
 
