@@ -25,6 +25,7 @@ from ctxseg.data.pipeline import batches, train_loader
 from ctxseg.engine.evaluate import evaluate
 from ctxseg.engine.inference import Inference
 from ctxseg.engine.runtime import Runtime
+from ctxseg.engine.tensorboard import TensorBoard
 from ctxseg.errors import CtxsegError, SpecError
 from ctxseg.files.atomic import atomic_path, file_in_the_way
 from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpoint
@@ -108,6 +109,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     if resume:
         state = load_checkpoint(checkpoint, model, optimizer, resolved)
     eval_every = run.eval_every or run.steps
+    board = TensorBoard(out if run.tensorboard else None, val_set.names, train_set.palette, start=state.step)
 
     model.train()
     objective = _objective(model, criterion, 1 / run.accumulate)
@@ -130,6 +132,7 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
         optimizer.step()
         state.step += 1
         running.append(loss)
+        board.train(state.step, loss, optimizer.param_groups[0]["lr"])
         bar.update()
         bar.set_postfix(loss=f"{running[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
         if state.step % 10 == 0 or state.step == run.steps:
@@ -137,12 +140,14 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
             running = []
         if state.step % eval_every == 0 or state.step == run.steps:
             last = state.step == run.steps
-            metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * last,
+            metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * (last or run.tensorboard),
                                          progress=progress)
+            board.evaluation(state.step, metrics, examples)
             state.history.append({"step": state.step, **{k: v for k, v in metrics.items() if k != "per_class_iou"}})
             bar.write(f"step {state.step}: val mIoU {100 * metrics['mean_iou']:.1f}%")
             save_checkpoint(checkpoint, model, optimizer, state, resolved)
     bar.close()
+    board.close()
     elapsed = time.perf_counter() - started
     if not trains:  # resumed a finished run: nothing was trained, evaluate once
         metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES, progress=progress)
