@@ -96,7 +96,8 @@ def _torchvision(state: Mapping[str, Tensor]) -> tuple[str, dict[str, Any], Rule
                              "context": context, "classifier": {"dropout": 0.0}}
     if any(k.startswith("aux_classifier.") for k in state):
         model["aux"] = [{"name": "base.fcn", "input": "c4", "weight": 0.5}]  # torchvision's reference recipe
-    head = [(r"^classifier\.0\.", "context.0."), (r"^classifier\.([12])\.", lambda m: f"context.1.block.{int(m[1]) - 1}."),
+    head = [(r"^classifier\.0\.", "context.0."),  # DeepLabHead: ASPP, then 3x3 conv-BN-ReLU, then the scores
+            (r"^classifier\.([12])\.", lambda m: f"context.1.block.{int(m[1]) - 1}."),
             (r"^classifier\.4\.", "classifier.1.")] if aspp else \
         [(r"^classifier\.([01])\.", r"context.0.block.\1."), (r"^classifier\.4\.", "classifier.1.")]
     rules = [(r"^backbone\.((conv1|bn1|layer\d)\.)", r"backbone.\1"), *head,
@@ -185,7 +186,7 @@ def convert(source: str | Path, to: str | Path, *, spec: Spec | None = None,
 
     :param spec: the model to load it into (default: inferred from the keys).
     :param classes: class names (default: the checkpoint's own, MMSegmentation's
-        ``meta.dataset_meta``; VOC's 21 for torchvision's).
+        ``meta.dataset_meta`` or ``meta.CLASSES``; VOC's 21 for torchvision's).
     :return: what the source was recognised as, the spec written and the classes.
     """
     if Path(to).resolve() == Path(source).resolve():
@@ -203,7 +204,9 @@ def convert(source: str | Path, to: str | Path, *, spec: Spec | None = None,
         raise WeightsError(f"{source}: {error}") from None
     spec = spec or spec_from_dict(inferred, source=f"{source} (inferred spec)")
     num = int(state[next(k for k in ("classifier.4.weight", "decode_head.conv_seg.weight") if k in state)].shape[0])
-    dataset_meta = meta.get("dataset_meta", {}) if isinstance(meta.get("dataset_meta"), dict) else {}
+    # MMSegmentation 1.x stores meta.dataset_meta.classes and .palette, 0.x meta.CLASSES and meta.PALETTE
+    dataset_meta = meta["dataset_meta"] if isinstance(meta.get("dataset_meta"), dict) else \
+        {"classes": meta.get("CLASSES"), "palette": meta.get("PALETTE")}
     names = list(classes or dataset_meta.get("classes") or (VOC_CLASSES if found[0] == "torchvision" else []))
     if not names:
         raise WeightsError(f"{source}: the checkpoint names no classes (no meta.dataset_meta.classes); pass "
