@@ -125,3 +125,14 @@ def test_cli_refuses_an_unknown_checkpoint(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "other.pth"), "--to", str(tmp_path / "m.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "other.pth: not a checkpoint ctxseg can convert" in err and "its first keys are conv.weight" in err
+
+
+def test_cli_never_writes_over_its_input_or_into_a_folder(tmp_path, capsys):
+    source = tmp_path / "tv.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, source)
+    before = source.read_bytes()
+    assert main(["convert", str(source), "--to", str(source)]) == 2
+    assert "--to is an input file; ctxseg never overwrites an input" in capsys.readouterr().err
+    assert main(["convert", str(source), "--to", str(tmp_path)]) == 2
+    assert "--to is a folder" in capsys.readouterr().err
+    assert source.read_bytes() == before

@@ -39,8 +39,7 @@ def _deeplab():
     return spec_from_dict(spec, source="deeplab")
 
 
-ARCHITECTURES = {
-    "fcn": lambda: load_spec(EXAMPLES / "fcn_resnet18.toml"),
+ARCHITECTURES = {  # FCN: test_cli_exports_verifies_and_writes_the_metadata
     "parsenet": lambda: load_spec(EXAMPLES / "parsenet/context_scenes_resnet18.toml"),
     "pspnet": lambda: load_spec(EXAMPLES / "pspnet/context_scenes_resnet18.toml"),
     "dilation": lambda: load_spec(EXAMPLES / "dilation/context_scenes_basic.toml"),
@@ -71,20 +70,6 @@ def test_fcrn_simulation_exports_at_a_fixed_size_and_says_why(tmp_path):
         assert check.max_abs_diff < 1e-4
 
 
-def test_metadata_carries_classes_palette_normalization_and_opset(tmp_path):
-    spec = load_spec(EXAMPLES / "fcn_resnet18.toml")
-    export_onnx(_weights(tmp_path, spec), tmp_path / "model.onnx", opset=18)
-    model = onnx.load(str(tmp_path / "model.onnx"))
-    meta = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(meta["ctxseg.classes"]) == CLASSES
-    assert json.loads(meta["ctxseg.palette"]) == [list(c) for c in PALETTE]
-    assert json.loads(meta["ctxseg.mean"]) == list(spec.data.mean)
-    assert json.loads(meta["ctxseg.std"]) == list(spec.data.std)
-    assert meta["ctxseg.opset"] == "18"
-    assert {o.domain: o.version for o in model.opset_import}[""] == 18
-    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["scores"]
-
-
 def test_pyramid_pooling_bins_equal_adaptive_pooling():
     from ctxseg_pspnet.pyramid_pooling import bin_pool
 
@@ -96,13 +81,24 @@ def test_pyramid_pooling_bins_equal_adaptive_pooling():
             assert torch.equal(bin_pool(x, bins, "max"), F.adaptive_max_pool2d(x, bins))
 
 
-def test_cli_exports_and_verifies(tmp_path, capsys):
-    weights = _weights(tmp_path, load_spec(EXAMPLES / "fcn_resnet18.toml"))
-    assert main(["export", str(weights), "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--verify"]) == 0
+def test_cli_exports_verifies_and_writes_the_metadata(tmp_path, capsys):
+    spec = load_spec(EXAMPLES / "fcn_resnet18.toml")
+    weights = _weights(tmp_path, spec)
+    assert main(["export", str(weights), "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--opset", "18",
+                 "--verify"]) == 0
     out = capsys.readouterr().out
-    assert "input image (batch x 3 x height x width)" in out
+    assert "input image (batch x 3 x height x width), output scores, opset 18" in out
     assert out.count("argmax agreement 100.000%") == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "model.safetensors"]  # no temporary left
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["ctxseg.classes"]) == CLASSES
+    assert json.loads(meta["ctxseg.palette"]) == [list(c) for c in PALETTE]
+    assert json.loads(meta["ctxseg.mean"]) == list(spec.data.mean)
+    assert json.loads(meta["ctxseg.std"]) == list(spec.data.std)
+    assert meta["ctxseg.opset"] == "18"
+    assert {o.domain: o.version for o in model.opset_import}[""] == 18
+    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["scores"]
 
 
 def test_cli_refuses_a_file_that_is_not_weights(tmp_path, capsys):
@@ -111,6 +107,14 @@ def test_cli_refuses_a_file_that_is_not_weights(tmp_path, capsys):
     assert main(["export", str(bad), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "bad.safetensors: not a readable safetensors file" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cli_never_writes_over_its_input(tmp_path, capsys):
+    weights = _weights(tmp_path, load_spec(EXAMPLES / "fcn_resnet18.toml"))
+    before = weights.read_bytes()
+    assert main(["export", str(weights), "--out", str(weights)]) == 2
+    assert "--out is an input file; ctxseg never overwrites an input" in capsys.readouterr().err
+    assert weights.read_bytes() == before
 
 
 def test_missing_extra_names_it(monkeypatch):

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ctxseg.errors import WeightsError
+from ctxseg.files.atomic import check_output
 from ctxseg.files.weights import load_state, read_safetensors, save_weights
 from ctxseg.model import SegmentationModel
 from ctxseg.spec import Spec, spec_from_dict
@@ -189,8 +190,7 @@ def convert(source: str | Path, to: str | Path, *, spec: Spec | None = None,
         ``meta.dataset_meta`` or ``meta.CLASSES``; VOC's 21 for torchvision's).
     :return: what the source was recognised as, the spec written and the classes.
     """
-    if Path(to).resolve() == Path(source).resolve():
-        raise WeightsError(f"{to}: --to is the source checkpoint itself; ctxseg never overwrites an input")
+    check_output(Path(to), "--to", Path(source))
     state, meta = read_checkpoint(source)
     found = [name for name, (recognise, _) in SOURCES.items() if recognise(state)]
     if not found:

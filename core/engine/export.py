@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ctxseg.engine.inference import Inference
 from ctxseg.errors import CtxsegError
-from ctxseg.files.atomic import atomic_path
+from ctxseg.files.atomic import atomic_path, check_output
 from ctxseg.files.weights import WeightsInfo
 
 __all__ = ["EXAMPLE", "OPSET", "Check", "Exported", "export_onnx", "require_extra", "verify_onnx"]
@@ -82,6 +82,7 @@ def export_onnx(weights: str | Path, out: str | Path, *, opset: int | None = Non
     :return: what was written, and the :class:`Inference` set-up it was made from (fp32, CPU), to verify against.
     """
     opset = opset or OPSET
+    check_output(Path(out), "--out", Path(weights))
     require_extra("onnxscript")  # the dynamo exporter's translation library
     onnx = require_extra("onnx")
     inference, info = Inference.from_weights(weights, test={"precision": "fp32"})
