@@ -44,6 +44,7 @@ ARCHITECTURES = {  # FCN: test_cli_exports_verifies_and_writes_the_metadata
     "pspnet": lambda: load_spec(EXAMPLES / "pspnet/context_scenes_resnet18.toml"),
     "dilation": lambda: load_spec(EXAMPLES / "dilation/context_scenes_basic.toml"),
     "gcn": lambda: load_spec(EXAMPLES / "gcn/context_scenes_k15_br.toml"),
+    "fcrn (simulated 1/4)": lambda: load_spec(EXAMPLES / "fcrn/context_scenes_ce_simulated.toml"),
     "deeplab (third party)": _deeplab,
 }
 
@@ -60,14 +61,24 @@ def test_exports_with_dynamic_sizes_and_onnxruntime_agrees(tmp_path, name):
         assert check.argmax_agreement > 0.999
 
 
-def test_fcrn_simulation_exports_at_a_fixed_size_and_says_why(tmp_path):
-    spec = load_spec(EXAMPLES / "fcrn/context_scenes_ce_simulated.toml")
-    exported, inference = export_onnx(_weights(tmp_path, spec), tmp_path / "model.onnx")
-    assert not exported.dynamic and exported.fixed_because
-    assert exported.shape == (2, 3, 96, 128)
-    for check in verify_onnx(exported, inference):
-        assert check.shape == (2, 3, 96, 128)
-        assert check.max_abs_diff < 1e-4
+def test_a_model_the_exporter_cannot_trace_for_every_size_is_exported_at_the_traced_size(tmp_path, monkeypatch,
+                                                                                       capsys):
+    from ctxseg.engine import export
+
+    trace = export._export
+
+    def no_dynamic_sizes(module, example, opset, *, dynamic):
+        if dynamic:
+            raise RuntimeError("Constraints violated (height)!\nmore lines")
+        return trace(module, example, opset, dynamic=dynamic)
+
+    monkeypatch.setattr(export, "_export", no_dynamic_sizes)
+    weights = _weights(tmp_path, load_spec(EXAMPLES / "fcn_resnet18.toml"))
+    assert main(["export", str(weights), "--out", str(tmp_path / "m.onnx"), "--verify"]) == 0
+    captured = capsys.readouterr()
+    assert "exported at a fixed input size (2 x 3 x 96 x 128)" in captured.err
+    assert "(RuntimeError: Constraints violated (height)!)" in captured.err
+    assert captured.out.count("verify 2x3x96x128: ") == 2  # every axis fixed: both checks at the traced size
 
 
 def test_pyramid_pooling_bins_equal_adaptive_pooling():
