@@ -203,11 +203,15 @@ def convert(source: str | Path, to: str | Path, *, spec: Spec | None = None,
     except WeightsError as error:
         raise WeightsError(f"{source}: {error}") from None
     spec = spec or spec_from_dict(inferred, source=f"{source} (inferred spec)")
-    num = int(state[next(k for k in ("classifier.4.weight", "decode_head.conv_seg.weight") if k in state)].shape[0])
+    scores = "classifier.4.weight" if found[0] == "torchvision" else "decode_head.conv_seg.weight"
+    if scores not in state:
+        raise WeightsError(f"{source} ({kind}): missing tensors: {scores} (the classifier, which says the classes)")
+    num = int(state[scores].shape[0])
     # MMSegmentation 1.x stores meta.dataset_meta.classes and .palette, 0.x meta.CLASSES and meta.PALETTE
     dataset_meta = meta["dataset_meta"] if isinstance(meta.get("dataset_meta"), dict) else \
         {"classes": meta.get("CLASSES"), "palette": meta.get("PALETTE")}
-    names = list(classes or dataset_meta.get("classes") or (VOC_CLASSES if found[0] == "torchvision" else []))
+    names = [str(name) for name in
+             classes or dataset_meta.get("classes") or (VOC_CLASSES if found[0] == "torchvision" else [])]
     if not names:
         raise WeightsError(f"{source}: the checkpoint names no classes (no meta.dataset_meta.classes); pass "
                            f"--classes with its {num} class names")
