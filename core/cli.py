@@ -237,6 +237,33 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> None:
+    from ctxseg.engine.export import export_onnx, verify_onnx
+
+    exported, inference = export_onnx(args.weights, args.out, opset=args.opset)
+    shape = " x ".join(map(str, exported.shape))
+    print(f"wrote {exported.path}: input image ({shape}), output scores, opset {exported.opset}")
+    if not exported.dynamic:
+        print(f"ctxseg: warning: exported at a fixed input size ({shape}): the exporter cannot trace this "
+              f"model for every size ({exported.fixed_because})", file=sys.stderr)
+    if args.verify:
+        for check in verify_onnx(exported, inference):
+            print(f"verify {'x'.join(map(str, check.shape))}: max abs difference {check.max_abs_diff:.3g}, "
+                  f"argmax agreement {100 * check.argmax_agreement:.3f}%")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from ctxseg.engine.convert import convert
+    from ctxseg.spec import load_spec
+
+    spec = load_spec(args.spec) if args.spec else None
+    kind, spec, classes = convert(args.source, args.to, spec=spec, classes=args.classes)
+    backbone = spec.model.backbone
+    heads = " + ".join(ref.name for ref in spec.model.context)
+    print(f"wrote {args.to}: {kind} as {backbone.name} (depth {backbone.config.depth}) + {heads}, "
+          f"{len(classes)} classes ({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''})")
+
+
 def _bounded(low: int, high: int, why: str):
     """An argparse type: an integer in ``[low, high]``; outside, a usage error that says why."""
     def parse(text: str) -> int:
@@ -353,6 +380,26 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     _add_test_options(s)
     s.set_defaults(run=_predict)
+
+    s = sub.add_parser("export", help="export a weights file's inference graph (ONNX)")
+    s.add_argument("weights", metavar="WEIGHTS")
+    s.add_argument("--format", choices=["onnx"], default="onnx")
+    s.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    s.add_argument("--opset", type=_bounded(18, 23, "the opsets PyTorch's dynamo exporter writes"),
+                   help="ONNX opset (default: 20, the exporter's)")
+    s.add_argument("--verify", action="store_true",
+                   help="run the file with onnxruntime on two input sizes and compare with PyTorch")
+    s.set_defaults(run=_export)
+
+    s = sub.add_parser("convert", help="import a torchvision or MMSegmentation checkpoint as a ctxseg weights file")
+    s.add_argument("source", metavar="SOURCE",
+                   help="a .pth (read without unpickling code) or .safetensors state dict: torchvision's "
+                        "fcn/deeplabv3_resnet50/101, MMSegmentation's PSPNet or FCN (ResNetV1c-D8)")
+    s.add_argument("--to", required=True, metavar="WEIGHTS", help="the .safetensors file to write")
+    s.add_argument("--spec", help="the spec of the model to load it into (default: inferred from its keys)")
+    s.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="class names (default: the checkpoint's; VOC's 21 for torchvision's)")
+    s.set_defaults(run=_convert)
     return p
 
 

@@ -88,6 +88,22 @@ def test_resnet_parameters_are_torchvision_minus_the_classifier(depth: int) -> N
     assert set(counts.values()) == {RESNET_PARAMS[depth] - head}  # dilation adds no parameter
 
 
+@pytest.mark.parametrize("depth", [18, 50])
+def test_resnet_deep_stem_is_resnet_c(depth: int) -> None:
+    """``stem = "deep"``: three 3x3 conv-BN-ReLU (32, 32, 64; the first at stride 2) replace
+    the 7x7 conv, and nothing after them changes (MMSegmentation's ResNetV1c)."""
+    standard = ResNet(ResNet.Config(depth=depth))
+    deep = ResNet(ResNet.Config(depth=depth, stem="deep"))
+    convs = [m for m in deep.stem if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (3, 32, (3, 3), (2, 2)), (32, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1))]
+    assert not hasattr(deep, "conv1") and not hasattr(deep, "bn1")
+    stem_params = 9 * (3 * 32 + 32 * 32 + 32 * 64) + 2 * (32 + 32 + 64)
+    assert count(deep) - count(standard) == stem_params - (7 * 7 * 3 * 64 + 2 * 64)
+    assert deep.channels == standard.channels and deep.strides == standard.strides
+    assert_declared_shapes(deep, 64, 96)
+
+
 @pytest.mark.parametrize("output_stride", [8, 16])
 def test_resnet50_dilation_is_torchvisions(output_stride: int) -> None:
     dilate = [False, output_stride == 8, True]

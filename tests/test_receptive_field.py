@@ -79,6 +79,8 @@ RESNET18 = {"name": "base.resnet", "depth": 18, "output_stride": 8}
     ({**RESNET18, "name": "pspnet.resnet"}, [{"name": "fcrn.classifier", "kernel": 3, "dilation": 6}], (512, 512)),
     (RESNET18, [{"name": "pspnet.pyramid_pooling", "bins": [1, 3], "channels": 8}], (128, 128)),  # global
     (RESNET18, [{"name": "base.fcn", "channels": 8}], (256, 256)),  # the whole input
+    ({**RESNET18, "stem": "deep"}, [{"name": "base.fcn", "channels": 8, "convs": 2, "concat_input": True}],
+     (512, 512)),  # MMSegmentation's ResNetV1c and FCNHead
 ])
 def test_declared_field_equals_the_measured_one(backbone, context, size):
     spec = spec_from_dict({"model": {"backbone": backbone, "context": context}})

@@ -17,6 +17,8 @@ the stage's new one. For bottlenecks (ResNet-50/101/152) this is exactly torchvi
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 import torchvision
 from torch import Tensor, nn
@@ -43,11 +45,21 @@ class ResNet(Backbone):
         """Stride of ``c5``; 8 is DeepLab's and PSPNet's setting, 32 the classification network."""
         pretrained: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
         """Local ImageNet checkpoint (torchvision ``.pth`` or ``.safetensors``); empty = random init."""
+        stem: Literal["standard", "deep"] = attrs.field(default="standard",
+                                                         validator=attrs.validators.in_(("standard", "deep")))
+        """"standard": He et al.'s 7x7 conv (torchvision's ``conv1``, ``bn1``). "deep": three 3x3
+        conv-BN-ReLU of 32, 32 and 64 channels, the first at stride 2 (``stem.0`` to ``stem.8``):
+        the "ResNet-C" tweak of He et al., "Bag of Tricks for Image Classification", CVPR 2019,
+        Sec. 4.1, MMSegmentation's ``ResNetV1c``, whose checkpoints ``ctxseg convert`` reads."""
 
     def __init__(self, config: Config):
         super().__init__()
         net = getattr(torchvision.models, f"resnet{config.depth}")(weights=None)
-        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.relu, self.maxpool = net.relu, net.maxpool
+        if config.stem == "deep":
+            self.stem = nn.Sequential(*_conv_bn_relu(3, 32, stride=2), *_conv_bn_relu(32, 32), *_conv_bn_relu(32, 64))
+        else:
+            self.conv1, self.bn1 = net.conv1, net.bn1
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         dilation = 1
         for stride, stage in ((16, self.layer3), (32, self.layer4)):
@@ -63,6 +75,8 @@ class ResNet(Backbone):
 
     def _stem(self) -> list[nn.Module]:
         """The layers before ``layer1``, in order: what a subclass with another stem overrides."""
+        if hasattr(self, "stem"):
+            return [*(m for m in self.stem if isinstance(m, nn.Conv2d)), self.maxpool]
         return [self.conv1, self.maxpool]
 
     @property
@@ -84,7 +98,11 @@ class ResNet(Backbone):
         return fields
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # (B, 64, H/4, W/4)
+        if hasattr(self, "stem"):
+            x = self.stem(images)  # (B, 64, H/2, W/2)
+        else:
+            x = self.relu(self.bn1(self.conv1(images)))  # (B, 64, H/2, W/2)
+        x = self.maxpool(x)  # (B, 64, H/4, W/4)
         features = {}
         for name, stage in zip(self.channels, (self.layer1, self.layer2, self.layer3, self.layer4)):
             x = features[name] = stage(x)  # (B, channels[name], H/strides[name], W/strides[name])
@@ -108,6 +126,12 @@ def _dilate(stage: nn.Sequential, previous: int, dilation: int) -> None:
         if block.downsample is not None:
             block.downsample[0].stride = (1, 1)
         block.stride = 1
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> list[nn.Module]:
+    conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # as torchvision's conv1
+    return [conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, ...]:

@@ -29,6 +29,7 @@ from ctxseg.engine import distributed
 from ctxseg.engine.evaluate import evaluate
 from ctxseg.engine.inference import Inference
 from ctxseg.engine.runtime import Runtime
+from ctxseg.engine.tensorboard import TensorBoard
 from ctxseg.errors import CtxsegError, SpecError
 from ctxseg.files.atomic import atomic_path, file_in_the_way
 from ctxseg.files.checkpoint import TrainingState, load_checkpoint, rng_key, save_checkpoint
@@ -131,6 +132,8 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
     elif me:
         torch.manual_seed(run.seed + 1_000_003 * me)  # dropout draws its own masks in each process
     eval_every = run.eval_every or run.steps
+    board = TensorBoard(out if run.tensorboard and me == 0 else None, val_set.names, train_set.palette,
+                        start=state.step)
 
     model.train()
     loader = batches(train_loader(train_set, spec.data, run.seed, start_step=state.step * run.accumulate,
@@ -152,6 +155,7 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
         clock.stepped()
         state.step += 1
         running.append(loss)
+        board.train(state.step, loss, optimizer.param_groups[0]["lr"])
         bar.update()
         bar.set_postfix(loss=f"{running[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
         if state.step % 10 == 0 or state.step == run.steps:
@@ -159,8 +163,9 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
             running = []
         if state.step % eval_every == 0 or state.step == run.steps:
             last = state.step == run.steps
-            metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * last,
+            metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * (last or run.tensorboard),
                                          progress=progress)
+            board.evaluation(state.step, metrics, examples)
             state.history.append({"step": state.step, **{k: v for k, v in metrics.items() if k != "per_class_iou"}})
             if progress:
                 bar.write(f"step {state.step}: val mIoU {100 * metrics['mean_iou']:.1f}%")
@@ -168,6 +173,7 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
             if me == 0:
                 save_checkpoint(checkpoint, model, optimizer, state, resolved, rng)
     bar.close()
+    board.close()
     if not trains:  # resumed a finished run: nothing was trained, evaluate once
         metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES, progress=progress)
     speed = clock.report(spec.data.batch_size * run.accumulate, compiled=run.compile)

@@ -17,12 +17,24 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "file_in_the_way"]
+from ctxseg.errors import CtxsegError
+
+__all__ = ["atomic_path", "check_output", "file_in_the_way"]
 
 
 def file_in_the_way(folder: Path) -> Path | None:
     """``folder`` itself or the first of its parents that exists as a file (so no folder can be made there)."""
     return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
+def check_output(out: Path, option: str, *inputs: Path) -> None:
+    """CtxsegError unless the file path ``out`` (given as ``option``) can be written and replaces none of ``inputs``."""
+    if out.is_dir():
+        raise CtxsegError(f"{out}: {option} is a folder; expected the path of the file to write")
+    if (blocking := file_in_the_way(out.parent)) is not None:
+        raise CtxsegError(f"{out}: {option}: {blocking} is an existing file; expected a folder for the file to write")
+    if any(out.resolve() == path.resolve() for path in inputs):
+        raise CtxsegError(f"{out}: {option} is an input file; ctxseg never overwrites an input")
 
 
 @contextlib.contextmanager

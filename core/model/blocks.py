@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -17,8 +18,11 @@ MAX_KERNEL = 255
 
 
 def upsample(scores: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize of score maps to ``size`` (the input's), skipped when already there."""
-    if scores.shape[-2:] == size:
+    """Bilinear resize of score maps to ``size`` (the input's), skipped when already there.
+
+    Not skipped while exported (ONNX): the exporter would bake in the comparison made at
+    the traced size, and the resize to the same size is the identity anyway."""
+    if scores.shape[-2:] == size and not torch.compiler.is_exporting():
         return scores
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 

@@ -335,6 +335,9 @@ class RunSpec:
     passes: PassesRef = _default(PassesRef, "base.single")
     """How the model runs on a batch in training and at inference: "base.single" (one
     forward pass), or a plugin's, e.g. "fcrn.simulated" (FCRN's four shifted passes)."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files into the run directory: loss, learning rate,
+    validation metrics per class and prediction panels (needs ``ctxseg[tensorboard]``)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -69,7 +69,8 @@ def _mirror(size: int, before: int, after: int, device: torch.device) -> Tensor:
     if size == 1:
         return torch.zeros_like(position)
     period = 2 * (size - 1)
-    position = position.remainder(period)
+    # position mod period, by floor division: the ONNX exporter translates a remainder only by a constant
+    position = position - torch.div(position, period, rounding_mode="floor") * period
     return torch.where(position < size, position, period - position)
 
 

@@ -99,13 +99,19 @@ def shifted(model: nn.Module, layer: str, dy: int, dx: int) -> Iterator[None]:
 
 
 def interleave(phases: dict[tuple[int, int], Tensor]) -> Tensor:
-    """The four passes' maps ``(B, K, h_dy, w_dx)`` -> the finer map ``(B, K, h_0 + h_1, w_0 + w_1)``."""
-    rows = phases[0, 0].shape[-2] + phases[1, 0].shape[-2]
-    cols = phases[0, 0].shape[-1] + phases[0, 1].shape[-1]
-    fine = phases[0, 0].new_empty(*phases[0, 0].shape[:-2], rows, cols)
-    for (dy, dx), scores in phases.items():
-        fine[..., dy::2, dx::2] = scores
-    return fine
+    """The four passes' maps ``(B, K, h_dy, w_dx)`` -> the finer map ``(B, K, h_0 + h_1, w_0 + w_1)``.
+
+    Each map is padded to the (0, 0) pass's size, the largest, and the four are stacked
+    and reshaped so that pixel (i, j) of pass (dy, dx) lands at (2i + dy, 2j + dx); the
+    padding then falls beyond the finer map and is cropped. (Pure data movement, so
+    exact; and exportable where strided slice assignment is not.)"""
+    h, w = phases[0, 0].shape[-2:]
+    rows, cols = h + phases[1, 0].shape[-2], w + phases[0, 1].shape[-1]
+    padded = [F.pad(phases[shift], (0, w - phases[shift].shape[-1], 0, h - phases[shift].shape[-2]))
+              for shift in SHIFTS]  # (B, K, h, w) each, in SHIFTS' (dy, dx) order
+    fine = torch.stack(padded, dim=-1).unflatten(-1, (2, 2))  # (B, K, h, w, dy, dx)
+    fine = fine.permute(0, 1, 2, 4, 3, 5).flatten(2, 3).flatten(-2)  # (B, K, 2h, 2w)
+    return fine[..., :rows, :cols]
 
 
 def _centres(fine_stride: int, phase: int, count: int, limit: int, device: torch.device) -> Tensor:

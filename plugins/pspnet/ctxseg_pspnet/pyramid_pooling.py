@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ctxseg.interfaces import ContextHead
 from ctxseg.nn import channel_count
 
-__all__ = ["PyramidLevel", "PyramidPooling"]
+__all__ = ["PyramidLevel", "PyramidPooling", "bin_pool", "bins_of"]
 
 
 class PyramidLevel(nn.Module):
@@ -42,6 +42,7 @@ class PyramidLevel(nn.Module):
 
     def __init__(self, bins: int, pooling: Literal["avg", "max"], in_channels: int, reduced: int | None):
         super().__init__()
+        self.bins, self.pooling = bins, pooling
         self.pool = nn.AdaptiveAvgPool2d(bins) if pooling == "avg" else nn.AdaptiveMaxPool2d(bins)
         self.reduce: nn.Module
         if reduced is None:
@@ -55,7 +56,37 @@ class PyramidLevel(nn.Module):
             self.out_channels = reduced
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.reduce(self.pool(x))  # (B, out_channels, bins, bins)
+        # The ONNX exporter cannot take adaptive pooling of a map whose size is only known
+        # at run time (bins that do not divide it); exported, the same bins are pooled by
+        # plain tensor ops instead (equal up to float rounding, see bin_pool).
+        pooled = bin_pool(x, self.bins, self.pooling) if torch.compiler.is_exporting() else self.pool(x)
+        return self.reduce(pooled)  # (B, out_channels, bins, bins)
+
+
+def bins_of(size: int, bins: int, device: torch.device) -> Tensor:
+    """``(bins, size)``, True where pixel j lies in bin i: adaptive pooling's bins,
+    ``[floor(i size / bins), ceil((i + 1) size / bins))``, overlapping where ``size`` is
+    not a multiple of ``bins``."""
+    i = torch.arange(bins, device=device)
+    start = torch.div(i * size, bins, rounding_mode="floor")
+    end = torch.div((i + 1) * size + bins - 1, bins, rounding_mode="floor")
+    j = torch.arange(size, device=device)
+    return (j >= start[:, None]) & (j < end[:, None])
+
+
+def bin_pool(x: Tensor, bins: int, pooling: Literal["avg", "max"]) -> Tensor:
+    """Adaptive average or max pooling to ``bins`` x ``bins`` from the bins' masks alone, so
+    that the map's size may be symbolic. Averages are two matrix products (rows, then
+    columns), so they equal ``adaptive_avg_pool2d``'s up to the order of the sums; maxima
+    are exact. ``(B, C, h, w) -> (B, C, bins, bins)``."""
+    rows = bins_of(x.shape[-2], bins, x.device)  # (bins, h)
+    cols = bins_of(x.shape[-1], bins, x.device)  # (bins, w)
+    if pooling == "avg":
+        rows, cols = (m.to(x.dtype) / m.sum(1, keepdim=True) for m in (rows, cols))
+        return rows @ x @ cols.T  # (B, C, bins, bins)
+    low = torch.finfo(x.dtype).min
+    x = x.unsqueeze(-3).masked_fill(~rows[:, :, None], low).amax(-2)  # (B, C, bins, w)
+    return x.unsqueeze(-2).masked_fill(~cols, low).amax(-1)  # (B, C, bins, bins)
 
 
 class PyramidPooling(ContextHead):

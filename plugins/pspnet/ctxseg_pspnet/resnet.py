@@ -38,6 +38,9 @@ class DeepStemResNet(ResNet):
     """
 
     def __init__(self, config: ResNet.Config):
+        if config.stem != "standard":
+            raise ValueError(f"'stem' must be left 'standard' (got {config.stem!r}): pspnet.resnet has PSPNet's own "
+                             "deep stem; base.resnet's stem = \"deep\" is another (MMSegmentation's ResNetV1c)")
         super().__init__(attrs.evolve(config, pretrained=""))
         self.conv1 = _conv3x3(3, 64, stride=2)
         self.bn1 = nn.BatchNorm2d(64)

@@ -112,3 +112,8 @@ def test_a_7x7_stem_checkpoint_is_rejected_by_name(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match=r"missing tensors: .* conv2\.weight, bn2\.weight, .*; mis-shaped tensors: "
                                            r"conv1\.weight \(file \(64, 3, 7, 7\), model \(64, 3, 3, 3\)\)"):
         DeepStemResNet(ResNet.Config(depth=18, pretrained=str(path)))
+
+
+def test_base_resnets_other_deep_stem_is_refused():
+    with pytest.raises(ValueError, match="pspnet.resnet has PSPNet's own deep stem"):
+        DeepStemResNet(ResNet.Config(depth=18, stem="deep"))
