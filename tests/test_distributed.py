@@ -113,6 +113,8 @@ def pair(tmp_path_factory, tiny_spec_text):
         "ignore": _variant(tmp_path, base, "ignore", ("batch_size = 4", "batch_size = 4\nrotate = [-30.0, 30.0]"),
                            ('device = "cpu"', 'device = "cpu"\naccumulate = 2')),
         "unsynced": _variant(tmp_path, base, "unsynced", ('device = "cpu"', 'device = "cpu"\nsync_batch_norm = false')),
+        "bf16": _variant(tmp_path, base, "bf16", ('device = "cpu"', 'device = "cpu"\nprecision = "bf16"\n'
+                                                                    + "channels_last = true")),
         # FCRN: four shifted passes per batch through the replica, batch norm frozen (never synchronized)
         "simulated": _variant(tmp_path, base, "simulated", ("[data]", '[model]\nbatch_norm = "frozen_statistics"\n\n[data]'),
                               ('device = "cpu"', 'device = "cpu"\n\n[run.passes]\nname = "fcrn.simulated"\n'
@@ -162,6 +164,15 @@ def test_without_synchronized_batch_norm_the_processes_differ(pair, singles):
     """The control: the tolerance above is tight enough to see per-process batch statistics."""
     specs, runs = pair
     assert _excess(_weights(runs[specs["unsynced"]]), _weights(singles["plain"])) > 100
+
+
+def test_bf16_and_channels_last_train_under_ddp(pair, singles):
+    """Autocast and channels_last through the replica and the CPU batch norm: the run completes with
+    finite weights near fp32's (bf16 rounds the forward pass: 1e-2 of each tensor's range)."""
+    specs, runs = pair
+    weights = _weights(runs[specs["bf16"]])
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+    assert _excess(weights, _weights(singles["plain"])) < 100
 
 
 def test_a_killed_distributed_run_resumes_to_the_same_weights(pair):
