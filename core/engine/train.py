@@ -166,7 +166,8 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
             metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * (last or run.tensorboard),
                                          progress=progress)
             board.evaluation(state.step, metrics, examples)
-            state.history.append({"step": state.step, **{k: v for k, v in metrics.items() if k != "per_class_iou"}})
+            state.history.append({"step": state.step, **{k: v for k, v in metrics.items()
+                                                          if k not in ("per_class_iou", "confusion")}})
             if progress:
                 bar.write(f"step {state.step}: val mIoU {100 * metrics['mean_iou']:.1f}%")
             rng = _random_states(runtime.device)  # every process takes part; the first writes

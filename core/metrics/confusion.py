@@ -36,7 +36,8 @@ class ConfusionMatrix:
         return torch.where(union > 0, tp / union.clamp_min(1), torch.nan)
 
     def compute(self, classes: list[str] | None = None) -> dict[str, object]:
-        """All metrics as plain floats (NaN for undefined per-class values)."""
+        """All metrics as plain floats (NaN for undefined per-class values), and the
+        matrix itself as ``confusion`` (rows: true class, columns: predicted, in class order)."""
         n = self.matrix.double()
         tp, truth = n.diag(), n.sum(1)
         iou = self.iou()
@@ -49,4 +50,5 @@ class ConfusionMatrix:
             "mean_iou": float(iou.nanmean()),
             "frequency_weighted_iou": float((truth * iou.nan_to_num()).sum() / total),
             "per_class_iou": {name: float(v) for name, v in zip(names, iou, strict=True)},
+            "confusion": self.matrix.tolist(),
         }
