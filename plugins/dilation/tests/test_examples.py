@@ -86,7 +86,7 @@ def test_the_trained_front_end_initialises_the_module_specs() -> None:
 
 @pytest.mark.parametrize("name", CONTEXT_SCENES)
 def test_context_scenes_spec_is_the_fcn_baseline_with_the_module(name: str) -> None:
-    fcn = load_spec(EXAMPLES.parent / "fcn_resnet18.toml").to_dict()
+    fcn = load_spec(EXAMPLES.parent / "shallow" / "fcn_c2.toml").to_dict()
     spec = load_spec(EXAMPLES / name).to_dict()
     context = spec["model"].pop("context")
     fcn_context = fcn["model"].pop("context")
