@@ -5,8 +5,8 @@
 
 Each row of a table is a spec; each spec is trained once per seed (``run.seed`` = 0, 1,
 2, ...; the data stay the spec's) into ``runs/reproduce/<folder>_<spec>/seed<k>``. A
-finished run (its metrics.json) is reused, so an interrupted reproduction picks up where
-it stopped and tables that share a spec train it once. The tables are printed and
+finished run of the same spec is reused, so an interrupted reproduction picks up where
+it stopped and tables that share a spec train it once; an edited spec trains again. The tables are printed and
 written to ``runs/reproduce/<table>.md`` in Markdown: mIoU, the IoU of the context pairs
 (classes that look alike and only context tells apart) and of each class that is not
 plain stuff, the table's own measures (GCN's boundary accuracy), the pixels confused
@@ -33,7 +33,8 @@ import attrs
 from ctxseg.data.context_scenes import CONTEXT_PAIRS
 from ctxseg.engine.train import train
 from ctxseg.errors import CtxsegError
-from ctxseg.spec import load_spec
+from ctxseg.files.weights import read_weights
+from ctxseg.spec import Spec, load_spec
 
 EXAMPLES = Path(__file__).resolve().parent
 
@@ -91,15 +92,28 @@ def run_dir(out: Path, spec: str, seed: int) -> Path:
 
 
 def train_one(spec_path: Path, directory: Path, seed: int, threads: int) -> dict:
-    """Train ``spec_path`` with ``run.seed = seed`` into ``directory``, or reuse the run
-    finished there; return its final metrics and training time (``train_seconds``)."""
-    metrics_file = directory / "metrics.json"
-    if not metrics_file.is_file():
-        spec = load_spec(spec_path)
-        spec = attrs.evolve(spec, run=attrs.evolve(spec.run, seed=seed, threads=threads or spec.run.threads))
+    """Train ``spec_path`` with ``run.seed = seed`` into ``directory``, unless a finished
+    run of that very spec is there; return its final metrics and training time
+    (``train_seconds``)."""
+    spec = load_spec(spec_path)
+    spec = attrs.evolve(spec, run=attrs.evolve(spec.run, seed=seed, threads=threads or spec.run.threads))
+    if not _finished(directory, spec):
         train(spec, directory, source=str(spec_path), progress=False, overwrite=True)
-    summary = json.loads(metrics_file.read_text())
+    summary = json.loads((directory / "metrics.json").read_text())
     return {**summary["final"], "train_seconds": summary["train_seconds"]}
+
+
+def _finished(directory: Path, spec: Spec) -> bool:
+    """``directory`` holds a finished run of ``spec`` (threads aside): an edited spec trains again."""
+    if not (directory / "metrics.json").is_file() or not (directory / "model.safetensors").is_file():
+        return False
+    return _comparable(read_weights(directory / "model.safetensors")[1].spec) == _comparable(spec.to_dict())
+
+
+def _comparable(spec: dict) -> dict:
+    table = json.loads(json.dumps(spec))
+    table["run"]["threads"] = 0
+    return table
 
 
 def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:

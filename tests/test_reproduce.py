@@ -57,9 +57,14 @@ def test_writes_mean_and_std_over_seeds_and_reuses_finished_runs(
 
     weights = [(out / "specs_a" / f"seed{k}" / "model.safetensors").read_bytes() for k in (0, 1)]
     assert weights[0] != weights[1], "each seed trains its own run"
-    monkeypatch.setattr(reproduce, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    trained = []
+    monkeypatch.setattr(reproduce, "train", lambda spec, directory, **_: trained.append(directory))
+    assert reproduce.main(["--table", "tiny", "--seeds", "2", "--out", str(out), "--jobs", "1"]) == 0
+    assert (out / "tiny.md").read_text() == text and trained == [], "finished runs are reused"
+
+    (folder / "b.toml").write_text('extends = "a.toml"\n\n[optimizer]\nname = "base.sgd"\nlr = 0.03\n')
     assert reproduce.main(["--table", "tiny", "--seeds", "2", "--out", str(out)]) == 0
-    assert (out / "tiny.md").read_text() == text
+    assert trained == [out / "specs_b" / "seed0", out / "specs_b" / "seed1"], "an edited spec trains again"
 
 
 def test_a_bad_spec_stops_before_anything_trains(tmp_path: Path, tiny_spec_text: str,
