@@ -12,17 +12,18 @@ deck. Three things are drawn from one distribution whatever the scene:
   in a harbour and car in a city: the second pair.
 
 So nothing near a vehicle or inside the deck says which scene it is: only the band does,
-and it lies anywhere from 1 px to most of the image away (about 30 px at 64 px, past
-what a head on ResNet-18's stride-4 stage sees, :data:`CONTEXT_CLASSES`). A model with
-image-level context (ParseNet's pool6, PSPNet's pyramid) can read the scene from
-anywhere; a local one is right only near the band; one with a larger window (the
-dilation context module, GCN's large kernels) is right farther from it.
+and it lies anywhere from 1 px to most of the image away (up to ~40 px at 64 px, past
+the +-27 px that a head on ResNet-18's stride-4 stage sees; the pairs are
+:data:`ctxseg.data.context_scenes.CONTEXT_PAIRS`). A model with image-level context
+(ParseNet's pool6, PSPNet's pyramid) can read the scene from anywhere; a local one is
+right only near the band; one with a larger window (the dilation context module, GCN's
+large kernels) is right farther from it.
 
-The rest exercises the other papers: birds (3-10 px at 64 px, many smaller than
-one cell of a stride-8 network's output) in every image and a kite (13-19 px) in about
-20% of them are the small and the rare class of FCRN's bootstrapping and simulated finer network; masts and
-antennas one pixel wide, and the vehicles' bevelled corners, are the thin structures
-and boundaries of GCN's boundary refinement. There are no ignore pixels.
+The rest exercises the other papers: birds (3-10 px at 64 px, many smaller than one
+cell of a stride-8 network's output) in every image and a kite (13-19 px) in about 20%
+of them are the small and the rare class of FCRN's bootstrapping and simulated finer
+network; masts and antennas one pixel wide, and the vehicles' bevelled corners, are the
+thin structures and boundaries of GCN's boundary refinement. There are no ignore pixels.
 """
 
 from __future__ import annotations
