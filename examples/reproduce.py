@@ -7,11 +7,12 @@ Each row of a table is a spec; each spec is trained once per seed (``run.seed`` 
 2, ...; the data stay the spec's) into ``runs/reproduce/<folder>_<spec>/seed<k>``. A
 finished run of the same spec is reused, so an interrupted reproduction picks up where
 it stopped and tables that share a spec train it once; an edited spec trains again.
-The tables are printed and written to ``runs/reproduce/<table>.md`` in Markdown: mIoU, the IoU of the context pairs
-(classes that look alike and only context tells apart) and of each class that is not
-plain stuff, the table's own measures (GCN's boundary accuracy), the pixels confused
-within each pair (both directions, summed over the validation set, mean over seeds) and
-the training time per run (with ``--jobs`` above 1, runs share the cores).
+The tables are printed and written to ``runs/reproduce/<table>.md`` in Markdown: mIoU,
+the IoU of the context pairs (classes that look alike and only context tells apart) and
+of each class that is not plain stuff, the table's own measures (GCN's boundary
+accuracy), the pixels confused within each pair (both directions, summed over the
+validation set, mean over seeds) and the training time per run (with ``--jobs`` above 1,
+runs share the cores).
 """
 
 from __future__ import annotations
