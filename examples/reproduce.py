@@ -84,6 +84,7 @@ TABLES = {
         (("1/8 (stride 8)", "fcrn/context_scenes_ce.toml"),
          ("simulated 1/4", "fcrn/context_scenes_ce_simulated.toml"))),
 }
+PAIR_CLASSES = tuple(c for pair in CONTEXT_PAIRS for c in pair)
 SMALL_AND_RARE = ("bird", "kite")
 
 
@@ -129,8 +130,7 @@ def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
 
 
 def pair_iou(metrics: dict) -> float:
-    classes = [c for pair in CONTEXT_PAIRS for c in pair]
-    return statistics.fmean(metrics["per_class_iou"][c] for c in classes)
+    return statistics.fmean(metrics["per_class_iou"][c] for c in PAIR_CLASSES)
 
 
 def confused(metrics: dict, a: str, b: str) -> int:
@@ -141,8 +141,7 @@ def confused(metrics: dict, a: str, b: str) -> int:
 
 
 def markdown(name: str, table: Table, results: dict[str, list[dict]], seeds: int) -> str:
-    pairs = [c for pair in CONTEXT_PAIRS for c in pair]
-    head = ["run", "mIoU", "pairs IoU", *pairs, *SMALL_AND_RARE,
+    head = ["run", "mIoU", "pairs IoU", *PAIR_CLASSES, *SMALL_AND_RARE,
             *(k.replace("_", " ") for k in table.extra),
             *(f"{a}↔{b} px" for a, b in CONTEXT_PAIRS), "min/run"]
     lines = [f"### {table.title}", "",
@@ -153,7 +152,7 @@ def markdown(name: str, table: Table, results: dict[str, list[dict]], seeds: int
         runs = results[spec]
         cells = [f"{label} (`{spec}`)", f"**{cell([r['mean_iou'] for r in runs])}**",
                  f"**{cell([pair_iou(r) for r in runs])}**",
-                 *(cell([r["per_class_iou"][c] for r in runs]) for c in (*pairs, *SMALL_AND_RARE)),
+                 *(cell([r["per_class_iou"][c] for r in runs]) for c in (*PAIR_CLASSES, *SMALL_AND_RARE)),
                  *(cell([r[k] for r in runs]) for k in table.extra),
                  *(f"{statistics.fmean(confused(r, a, b) for r in runs):.0f}" for a, b in CONTEXT_PAIRS),
                  f"{statistics.fmean(r['train_seconds'] for r in runs) / 60:.1f}"]

@@ -2,7 +2,7 @@
 
 Boats and cars are drawn from one and the same appearance distribution (shape, size,
 colours, texture), so nothing inside an object tells them apart: only context does
-(:data:`CONTEXT_CLASSES`). Two versions exist; ``version`` picks one.
+(:data:`CONTEXT_PAIRS`). Two versions exist; ``version`` picks one.
 
 * Version 2 (the default, :mod:`ctxseg.data.scenes_v2`): each image is a harbour or a
   city, and the only evidence of which lies in one band, up to most of the image away
@@ -38,17 +38,15 @@ from ctxseg.data.scene_art import CLASSES, PALETTE
 from ctxseg.engine.runtime import one_thread
 from ctxseg.errors import DataError
 
-__all__ = ["CLASSES", "CONTEXT_CLASSES", "CONTEXT_PAIRS", "PALETTE", "VERSIONS",
+__all__ = ["CLASSES", "CONTEXT_PAIRS", "PALETTE", "VERSIONS",
            "ContextScenes", "dataset_dir", "ensure_generated", "sample_seed"]
 
 log = logging.getLogger(__name__)
 
 VERSIONS = (1, 2)
-CONTEXT_CLASSES = ("boat", "car")
 CONTEXT_PAIRS = (("water", "road"), ("boat", "car"))
 """The classes that look alike where only context tells them apart (version 2: the deck
 is water or road, a vehicle a boat or a car, by the scene of the image)."""
-DEFAULT_MARGIN = 4
 MAX_SPLIT_SIZE = 500_000
 _SPLIT_OFFSET = {"train": 0, "val": MAX_SPLIT_SIZE + 1}
 
@@ -134,7 +132,7 @@ def dataset_dir(config: ContextScenes.Config) -> Path:
 
 def _margin(config: ContextScenes.Config) -> int:
     """Version 1's ring width, its default filled in."""
-    return DEFAULT_MARGIN if config.margin is None else config.margin
+    return scenes_v1.DEFAULT_MARGIN if config.margin is None else config.margin
 
 
 def _params(config: ContextScenes.Config) -> dict[str, Any]:

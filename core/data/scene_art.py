@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BIRD", "BOAT", "CAR", "CLASSES", "GRASS", "KITE", "L_BIRD", "L_KITE_A", "L_KITE_B", "L_PLANKS",
-           "L_TRIM", "L_VEHICLE", "PALETTE", "ROAD", "SKY", "VEHICLE_COLORS", "WATER",
-           "Dice", "draw_vehicle", "label", "paint", "rgb", "smooth"]
+__all__ = ["BIRD", "BOAT", "CAR", "CLASSES", "GRASS", "KITE", "L_PLANKS", "L_TRIM", "L_VEHICLE", "PALETTE",
+           "ROAD", "SKY", "WATER", "Dice", "Geometry", "draw_bird", "draw_kite", "draw_vehicle", "label", "paint",
+           "rgb", "smooth", "vehicle_paint"]
 
 CLASSES = ("sky", "water", "road", "grass", "boat", "car", "bird", "kite")
 PALETTE = ((135, 206, 235), (0, 64, 192), (128, 64, 128), (107, 142, 35),
@@ -20,7 +20,7 @@ SKY, WATER, ROAD, GRASS, BOAT, CAR, BIRD, KITE = range(len(CLASSES))
 # Looks: where a pixel's colour comes from. The stuff looks share their class index;
 # L_VEHICLE + j is the body paint of an image's j-th vehicle.
 L_PLANKS, L_TRIM, L_BIRD, L_KITE_A, L_KITE_B, L_VEHICLE = range(4, 10)
-VEHICLE_COLORS = ((200, 40, 40), (235, 200, 50), (235, 235, 230), (240, 130, 40), (130, 60, 170))
+_VEHICLE_COLORS = ((200, 40, 40), (235, 200, 50), (235, 235, 230), (240, 130, 40), (130, 60, 170))
 _PLANKS_COLOR = (128, 114, 96)
 _SOLID_COLORS = {L_TRIM: (35, 45, 60), L_BIRD: (30, 28, 32), L_KITE_A: (235, 40, 170), L_KITE_B: (40, 215, 225)}
 # Per-pixel noise amplitude of each look (the vehicles share the last one).
@@ -42,6 +42,40 @@ class Dice:
     def randint(self, lo: int, hi: int) -> int:
         """Uniform integer in ``[lo, hi]``, both included."""
         return lo + min(int(self.uniform() * (hi - lo + 1)), hi - lo)
+
+
+class Geometry:
+    """Sizes in pixels for one image size: a version's numbers are for 64 px and scale linearly."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def px(self, value: float) -> int:
+        return max(1, round(value * self.size / 64))
+
+
+def draw_bird(look: Tensor, x: int, y: int, w: int, h: int) -> None:
+    """A small dark blob at ``(x, y)``, ``w`` x ``h``: a plus shape when 3 x 3 or larger."""
+    if w >= 3 and h >= 3:
+        look[y: y + h, x + 1: x + w - 1] = L_BIRD
+        look[y + 1: y + h - 1, x: x + w] = L_BIRD
+    else:
+        look[y: y + h, x: x + w] = L_BIRD
+
+
+def draw_kite(look: Tensor, cy: int, cx: int, a: int, b: int) -> None:
+    """A two-tone diamond centred at ``(cy, cx)``, half-width ``a``, half-height ``b``, in front."""
+    dy = torch.arange(-b, b + 1)[:, None]
+    dx = torch.arange(-a, a + 1)[None, :]
+    tone = torch.where(dy * dx >= 0, L_KITE_A, L_KITE_B)
+    region = look[cy - b: cy + b + 1, cx - a: cx + a + 1]
+    region.copy_(torch.where(dy.abs() * a + dx.abs() * b <= a * b, tone, region))
+
+
+def vehicle_paint(dice: Dice) -> list[float]:
+    """The body colour of one vehicle: a stock colour, shaded."""
+    shade = dice.uniform(0.85, 1.1)
+    return [c * shade for c in _VEHICLE_COLORS[dice.randint(0, len(_VEHICLE_COLORS) - 1)]]
 
 
 def draw_vehicle(look: Tensor, dice: Dice, x: int, y: int, w: int, h: int, *,

@@ -25,33 +25,34 @@ from ctxseg.data.scene_art import (
     BOAT,
     CAR,
     GRASS,
-    L_BIRD,
-    L_KITE_A,
-    L_KITE_B,
     L_PLANKS,
     L_TRIM,
     L_VEHICLE,
     ROAD,
     SKY,
-    VEHICLE_COLORS,
     WATER,
     Dice,
+    Geometry,
+    draw_bird,
+    draw_kite,
     draw_vehicle,
     label,
     paint,
+    vehicle_paint,
 )
 
-__all__ = ["KITE_PROBABILITY", "max_margin", "render_scene"]
+__all__ = ["DEFAULT_MARGIN", "KITE_PROBABILITY", "max_margin", "render_scene"]
 
+DEFAULT_MARGIN = 4
 KITE_PROBABILITY = 0.065
 
 
-
-class _Geometry:
-    """Sizes in pixels for one image size: the numbers are for 64 px and scale linearly."""
+class _Geometry(Geometry):
+    """This version's sizes in pixels."""
 
     def __init__(self, size: int, margin: int):
-        self.size, self.margin = size, margin
+        super().__init__(size)
+        self.margin = margin
         self.sky_h = (self.px(12), self.px(18))
         self.grass_min = self.px(3)
         self.pad = self.px(1)  # water or road visible above and below a margin ring
@@ -60,9 +61,6 @@ class _Geometry:
         self.band_min = self.vehicle_h[0] + 2 * margin + 2 * self.pad
         self.bird_w, self.bird_h = (self.px(2), self.px(4)), (self.px(2), self.px(3))
         self.kite_a, self.kite_b = (self.px(3), self.px(5)), (self.px(3), self.px(5))
-
-    def px(self, value: float) -> int:
-        return max(1, round(value * self.size / 64))
 
     @property
     def spare(self) -> int:
@@ -75,7 +73,7 @@ def max_margin(image_size: int) -> int:
     return _Geometry(image_size, 0).spare // 4
 
 
-def render_scene(seed: int, image_size: int = 64, margin: int = 4) -> tuple[Tensor, Tensor]:
+def render_scene(seed: int, image_size: int = 64, margin: int = DEFAULT_MARGIN) -> tuple[Tensor, Tensor]:
     """Draw one scene: image ``(3, S, S)`` uint8 and mask ``(S, S)`` uint8 of class indices."""
     geo = _Geometry(image_size, margin)
     S = image_size
@@ -112,29 +110,20 @@ def render_scene(seed: int, image_size: int = 64, margin: int = 4) -> tuple[Tens
     colors = []
     for j, (cls, (x, y, w, h)) in enumerate(vehicles):
         draw_vehicle(look, dice, x, y, w, h, body=L_VEHICLE + j, trim=L_TRIM, around=L_PLANKS if m else cls)
-        shade = dice.uniform(0.85, 1.1)
-        colors.append([c * shade for c in VEHICLE_COLORS[dice.randint(0, len(VEHICLE_COLORS) - 1)]])
+        colors.append(vehicle_paint(dice))
 
-    # Birds: small dark blobs, a plus shape when 3 x 3 or larger.
+    # Birds: 0-4 small dark blobs.
     for _ in range(dice.randint(0, 4)):
         w, h = dice.randint(*geo.bird_w), dice.randint(*geo.bird_h)
         y, x = dice.randint(1, sky_h - h - 1), dice.randint(0, S - w)
-        if w >= 3 and h >= 3:
-            look[y: y + h, x + 1: x + w - 1] = L_BIRD
-            look[y + 1: y + h - 1, x: x + w] = L_BIRD
-        else:
-            look[y: y + h, x: x + w] = L_BIRD
+        draw_bird(look, x, y, w, h)
 
     # The rare kite: a two-tone diamond.
     if dice.uniform() < KITE_PROBABILITY:
         a = dice.randint(*geo.kite_a)
         b = dice.randint(geo.kite_b[0], min(geo.kite_b[1], (sky_h - 3) // 2))
         cy, cx = dice.randint(b + 1, sky_h - b - 2), dice.randint(a, S - a - 1)
-        dy = torch.arange(-b, b + 1)[:, None]
-        dx = torch.arange(-a, a + 1)[None, :]
-        tone = torch.where(dy * dx >= 0, L_KITE_A, L_KITE_B)
-        region = look[cy - b: cy + b + 1, cx - a: cx + a + 1]
-        region.copy_(torch.where(dy.abs() * a + dx.abs() * b <= a * b, tone, region))
+        draw_kite(look, cy, cx, a, b)
 
     road = next((top, bottom) for cls, top, bottom in bands if cls == ROAD)
     image = paint(g, dice, look, sky_h, road, colors)

@@ -37,20 +37,20 @@ from ctxseg.data.scene_art import (
     BOAT,
     CAR,
     GRASS,
-    L_BIRD,
-    L_KITE_A,
-    L_KITE_B,
     L_PLANKS,
     L_TRIM,
     L_VEHICLE,
     ROAD,
     SKY,
-    VEHICLE_COLORS,
     WATER,
     Dice,
+    Geometry,
+    draw_bird,
+    draw_kite,
     draw_vehicle,
     label,
     paint,
+    vehicle_paint,
 )
 
 __all__ = ["KITE_PROBABILITY", "Scene", "render_scene"]
@@ -72,11 +72,11 @@ class Scene(NamedTuple):
     """Rows ``[top, bottom)`` of the band of that ground, the only evidence of the scene."""
 
 
-class _Geometry:
-    """Sizes in pixels for one image size: the numbers are for 64 px and scale linearly."""
+class _Geometry(Geometry):
+    """This version's sizes in pixels."""
 
     def __init__(self, size: int):
-        self.size = size
+        super().__init__(size)
         self.sky_h = (self.px(13), self.px(17))
         self.band_h = (self.px(5), self.px(8))
         self.grass_h = (self.px(4), self.px(7))
@@ -86,9 +86,6 @@ class _Geometry:
         self.mast_h = (self.px(3), self.px(6))
         self.bird_w, self.bird_h = (self.px(3), self.px(10)), (self.px(3), self.px(6))
         self.kite_a, self.kite_b = (self.px(6), self.px(9)), (self.px(6), self.px(9))
-
-    def px(self, value: float) -> int:
-        return max(1, round(value * self.size / 64))
 
 
 def render_scene(seed: int, image_size: int = 64) -> Scene:
@@ -117,25 +114,19 @@ def render_scene(seed: int, image_size: int = 64) -> Scene:
         mast_x = x + dice.randint(1, w - 2)
         mast_h = min(dice.randint(*geo.mast_h), y - deck_top)
         look[y - mast_h: y, mast_x] = L_TRIM
-        shade = dice.uniform(0.85, 1.1)
-        colors.append([c * shade for c in VEHICLE_COLORS[dice.randint(0, len(VEHICLE_COLORS) - 1)]])
+        colors.append(vehicle_paint(dice))
 
-    # Birds: small dark blobs, a plus shape.
+    # Birds: 1-4 small dark blobs, each at least 3 x 3 (a plus shape).
     for _ in range(dice.randint(1, 4)):
         w, h = dice.randint(*geo.bird_w), dice.randint(*geo.bird_h)
         y, x = dice.randint(1, sky_h - h - 1), dice.randint(0, S - w)
-        look[y: y + h, x + 1: x + w - 1] = L_BIRD
-        look[y + 1: y + h - 1, x: x + w] = L_BIRD
+        draw_bird(look, x, y, w, h)
 
     # The rare kite: a large two-tone diamond, its centre in the sky, in front of all else.
     if dice.uniform() < KITE_PROBABILITY:
         a, b = dice.randint(*geo.kite_a), dice.randint(*geo.kite_b)
         cy, cx = dice.randint(b + 1, sky_h - 1), dice.randint(a, S - a - 1)
-        dy = torch.arange(-b, b + 1)[:, None]
-        dx = torch.arange(-a, a + 1)[None, :]
-        tone = torch.where(dy * dx >= 0, L_KITE_A, L_KITE_B)
-        region = look[cy - b: cy + b + 1, cx - a: cx + a + 1]
-        region.copy_(torch.where(dy.abs() * a + dx.abs() * b <= a * b, tone, region))
+        draw_kite(look, cy, cx, a, b)
 
     image = paint(g, dice, look, sky_h, (band_top, band_top + band_h), colors)
     vehicle = torch.tensor(BOAT if ground == WATER else CAR)
