@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BIRD", "BOAT", "CAR", "CLASSES", "GRASS", "KITE", "L_PLANKS", "L_TRIM", "L_VEHICLE", "PALETTE",
-           "ROAD", "SKY", "WATER", "Dice", "Geometry", "draw_bird", "draw_kite", "draw_vehicle", "label", "paint",
+__all__ = ["BIRD", "BOAT", "CAR", "CLASSES", "GRASS", "KITE", "L_BIRD", "L_PLANKS", "L_TRIM", "L_VEHICLE", "PALETTE",
+           "ROAD", "SKY", "WATER", "Dice", "Geometry", "draw_kite", "draw_vehicle", "label", "paint",
            "rgb", "smooth", "vehicle_paint"]
 
 CLASSES = ("sky", "water", "road", "grass", "boat", "car", "bird", "kite")
@@ -52,15 +52,6 @@ class Geometry:
 
     def px(self, value: float) -> int:
         return max(1, round(value * self.size / 64))
-
-
-def draw_bird(look: Tensor, x: int, y: int, w: int, h: int) -> None:
-    """A small dark blob at ``(x, y)``, ``w`` x ``h``: a plus shape when 3 x 3 or larger."""
-    if w >= 3 and h >= 3:
-        look[y: y + h, x + 1: x + w - 1] = L_BIRD
-        look[y + 1: y + h - 1, x: x + w] = L_BIRD
-    else:
-        look[y: y + h, x: x + w] = L_BIRD
 
 
 def draw_kite(look: Tensor, cy: int, cx: int, a: int, b: int) -> None:

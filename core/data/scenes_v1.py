@@ -25,6 +25,7 @@ from ctxseg.data.scene_art import (
     BOAT,
     CAR,
     GRASS,
+    L_BIRD,
     L_PLANKS,
     L_TRIM,
     L_VEHICLE,
@@ -33,7 +34,6 @@ from ctxseg.data.scene_art import (
     WATER,
     Dice,
     Geometry,
-    draw_bird,
     draw_kite,
     draw_vehicle,
     label,
@@ -112,11 +112,15 @@ def render_scene(seed: int, image_size: int = 64, margin: int = DEFAULT_MARGIN) 
         draw_vehicle(look, dice, x, y, w, h, body=L_VEHICLE + j, trim=L_TRIM, around=L_PLANKS if m else cls)
         colors.append(vehicle_paint(dice))
 
-    # Birds: 0-4 small dark blobs.
+    # Birds: small dark blobs, a plus shape when 3 x 3 or larger.
     for _ in range(dice.randint(0, 4)):
         w, h = dice.randint(*geo.bird_w), dice.randint(*geo.bird_h)
         y, x = dice.randint(1, sky_h - h - 1), dice.randint(0, S - w)
-        draw_bird(look, x, y, w, h)
+        if w >= 3 and h >= 3:
+            look[y: y + h, x + 1: x + w - 1] = L_BIRD
+            look[y + 1: y + h - 1, x: x + w] = L_BIRD
+        else:
+            look[y: y + h, x: x + w] = L_BIRD
 
     # The rare kite: a two-tone diamond.
     if dice.uniform() < KITE_PROBABILITY:

@@ -37,6 +37,7 @@ from ctxseg.data.scene_art import (
     BOAT,
     CAR,
     GRASS,
+    L_BIRD,
     L_PLANKS,
     L_TRIM,
     L_VEHICLE,
@@ -45,7 +46,6 @@ from ctxseg.data.scene_art import (
     WATER,
     Dice,
     Geometry,
-    draw_bird,
     draw_kite,
     draw_vehicle,
     label,
@@ -116,11 +116,12 @@ def render_scene(seed: int, image_size: int = 64) -> Scene:
         look[y - mast_h: y, mast_x] = L_TRIM
         colors.append(vehicle_paint(dice))
 
-    # Birds: 1-4 small dark blobs, each at least 3 x 3 (a plus shape).
+    # Birds: 1-4 small dark blobs, a plus shape (only its bar where a side is under 3 px).
     for _ in range(dice.randint(1, 4)):
         w, h = dice.randint(*geo.bird_w), dice.randint(*geo.bird_h)
         y, x = dice.randint(1, sky_h - h - 1), dice.randint(0, S - w)
-        draw_bird(look, x, y, w, h)
+        look[y: y + h, x + 1: x + w - 1] = L_BIRD
+        look[y + 1: y + h - 1, x: x + w] = L_BIRD
 
     # The rare kite: a large two-tone diamond, its centre in the sky, in front of all else.
     if dice.uniform() < KITE_PROBABILITY:
