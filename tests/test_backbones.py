@@ -88,6 +88,19 @@ def test_resnet_parameters_are_torchvision_minus_the_classifier(depth: int) -> N
     assert set(counts.values()) == {RESNET_PARAMS[depth] - head}  # dilation adds no parameter
 
 
+@pytest.mark.parametrize("output_stride", [8, 32])
+@pytest.mark.parametrize("depth", [18, 50])
+def test_resnet_initialises_as_torchvision_draw_for_draw(depth: int, output_stride: int) -> None:
+    """A seed gives the weights torchvision's builder gives (dilation draws nothing), so runs
+    keep reproducing across the move from torchvision's ResNet to ctxseg's own."""
+    torch.manual_seed(7)
+    ours = ResNet(ResNet.Config(depth=depth, output_stride=output_stride)).state_dict()
+    torch.manual_seed(7)
+    reference = getattr(torchvision.models, f"resnet{depth}")().state_dict()
+    assert list(ours) == [k for k in reference if not k.startswith("fc.")]
+    assert all(torch.equal(tensor, reference[k]) for k, tensor in ours.items())
+
+
 @pytest.mark.parametrize("depth", [18, 50])
 def test_resnet_deep_stem_is_resnet_c(depth: int) -> None:
     """``stem = "deep"``: three 3x3 conv-BN-ReLU (32, 32, 64; the first at stride 2) replace

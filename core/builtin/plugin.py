@@ -7,10 +7,10 @@ from ctxseg.registry import Component, hookimpl
 def ctxseg_components() -> list[Component]:
     return [
         Component("backbone", "base.resnet", "ctxseg.builtin.resnet:ResNet",
-                  "torchvision ResNet-18/34/50/101/152, output stride 8/16/32 by dilation",
+                  "ResNet-18/34/50/101/152 in torchvision's layout, output stride 8/16/32 by dilation",
                   example={"depth": 18}),
         Component("backbone", "base.vgg16", "ctxseg.builtin.vgg:VGG16",
-                  "torchvision VGG-16 conv layers, output stride 8/16/32 by dilation"),
+                  "VGG-16 conv layers in torchvision's layout, output stride 8/16/32 by dilation"),
         Component("context_head", "base.fcn", "ctxseg.builtin.fcn:FCNHead",
                   "FCN baseline head: 3x3 conv, BN, ReLU, dropout (no context)",
                   example={"channels": 8}),

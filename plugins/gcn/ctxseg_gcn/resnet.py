@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import attrs
 from torch import Tensor, nn
-from torchvision.models.resnet import Bottleneck
 
-from ctxseg.nn import ResNet, channel_count, he_init, load_pretrained, odd_kernel
+from ctxseg.nn import Bottleneck, ResNet, channel_count, he_init, load_pretrained, odd_kernel
 from ctxseg_gcn.global_convolution import horizontal, vertical
 
 __all__ = ["GCNBottleneck", "ResNetGCN"]
@@ -45,7 +44,7 @@ STAGES = ("c2", "c3", "c4", "c5")
 class GCNBottleneck(nn.Module):
     """Fig. 5 B: ``ReLU(x' + BN(conv1x1(GCN-BN-ReLU(x))))``, ``x'`` the (projected) shortcut.
 
-    Built from the torchvision ``Bottleneck`` it replaces: its stride, dilation, output
+    Built from the ResNet ``Bottleneck`` it replaces: its stride, dilation, output
     width and shortcut are kept, its first two layers become the GCN module (``left``:
     k x 1 then 1 x k; ``right``: 1 x k then k x 1; ``width`` channels each).
     """

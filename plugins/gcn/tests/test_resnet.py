@@ -8,10 +8,9 @@ import pytest
 import safetensors.torch
 import torch
 from torch import nn
-from torchvision.models.resnet import Bottleneck
 
 from ctxseg.errors import SpecError
-from ctxseg.nn import ResNet
+from ctxseg.nn import Bottleneck, ResNet
 from ctxseg.registry import default_registry
 from ctxseg.spec.convert import structure
 from ctxseg.testing import check_component
