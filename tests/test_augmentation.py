@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 
-from ctxseg.data.pipeline import EvalTransform, RandomRotateCrop, TrainTransform
+from ctxseg.data.normalize import EvalTransform
+from ctxseg.data.pipeline import RandomRotateCrop, TrainTransform
 from ctxseg.errors import SpecError
 from ctxseg.spec import DataSpec, spec_from_dict
 
@@ -132,6 +134,16 @@ def test_normalization() -> None:
         expected = (image.float() / 255 - torch.tensor(spec.mean)[:, None, None]) / torch.tensor(spec.std)[:, None, None]
         assert normalized.dtype == torch.float32 and torch.allclose(normalized, expected, atol=1e-6)
         assert torch.equal(out_mask, mask)
+
+
+def test_normalization_is_torchvisions_bit_for_bit() -> None:
+    """EvalTransform does what torchvision's ToDtype(scale=True) + Normalize did before it, to the bit."""
+    image = torch.randint(0, 256, (3, 37, 53), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    spec = DataSpec(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(spec.mean, spec.std)])
+    normalized, _ = EvalTransform(spec)(image, None)
+    assert type(normalized) is torch.Tensor
+    assert torch.equal(normalized, reference(tv_tensors.Image(image)).as_subclass(torch.Tensor))
 
 
 def test_spec_keys() -> None:

@@ -19,21 +19,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ctxseg.data.normalize import EvalTransform
 from ctxseg.errors import CtxsegError
 from ctxseg.interfaces import SegmentationDataset
 from ctxseg.spec import DataSpec
 
-__all__ = ["EvalTransform", "RandomRotateCrop", "RandomScale", "TrainTransform", "batches", "train_loader"]
-
-
-class EvalTransform:
-    """uint8 image -> normalized float image; the mask passes through unchanged."""
-
-    def __init__(self, spec: DataSpec):
-        self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(spec.mean, spec.std)])
-
-    def __call__(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        return self.normalize(tv_tensors.Image(image)).as_subclass(Tensor), mask
+__all__ = ["RandomRotateCrop", "RandomScale", "TrainTransform", "batches", "train_loader"]
 
 
 class RandomScale(v2.Transform):
@@ -150,7 +141,7 @@ class TrainTransform(EvalTransform):
 
     def __call__(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         image, mask = self.augment(tv_tensors.Image(image), tv_tensors.Mask(mask))
-        return super().__call__(image, mask.as_subclass(Tensor))
+        return super().__call__(image.as_subclass(Tensor), mask.as_subclass(Tensor))
 
 
 class _Augmented(Dataset):

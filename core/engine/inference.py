@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ctxseg.data.pipeline import EvalTransform
+from ctxseg.data.normalize import EvalTransform
 from ctxseg.data.samples import image_tensor
 from ctxseg.engine.protocol import probabilities
 from ctxseg.engine.runtime import Runtime
