@@ -82,7 +82,8 @@ def _class_names(spec, override: int | None) -> list[str]:
 
 def _inspect(args: argparse.Namespace) -> None:
     from ctxseg.model.load import load_model
-    from ctxseg.model.summary import inspected_model, summarize
+    from ctxseg.model.summary import summarize
+    from ctxseg.model.undrawn import undrawn_model
     from ctxseg.spec import load_spec
 
     target = Path(args.target)
@@ -96,7 +97,7 @@ def _inspect(args: argparse.Namespace) -> None:
     else:
         spec = load_spec(target)
         classes = _class_names(spec, args.classes)
-        model = inspected_model(spec.model, len(classes), str(target))
+        model = undrawn_model(spec.model, len(classes), str(target))
     report = {"source": str(target), "classes": len(classes),
               **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None,
                           measure=args.measure_rf)}

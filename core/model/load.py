@@ -14,8 +14,7 @@ from typing import Any
 
 from ctxseg.errors import CtxsegError, WeightsError
 from ctxseg.files.weights import WeightsInfo, load_state, plugin_versions, read_weights
-from ctxseg.model.assemble import SegmentationModel
-from ctxseg.model.check import check_model
+from ctxseg.model.undrawn import undrawn_model
 from ctxseg.registry import Kind, default_registry
 from ctxseg.spec import spec_from_dict
 
@@ -41,8 +40,7 @@ def load_model(path: str | Path, *, num_classes: int | None = None):
         spec = spec_from_dict(_installed_only(info, path), source=source)
     except CtxsegError as error:
         raise WeightsError(str(error)) from None
-    model = SegmentationModel(spec.model, len(info.classes), pretrained=False, source=source)
-    check_model(model, spec.model, source)
+    model = undrawn_model(spec.model, len(info.classes), source)  # every drawn value would be overwritten
     load_state(model, tensors, str(path))
     return model.eval(), spec, info
 

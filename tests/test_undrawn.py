@@ -1,5 +1,6 @@
-"""``ctxseg inspect`` builds the model without drawing its weights, for speed: that this took
-effect, and that no figure changed (that it imports no torchvision: tests/test_startup.py)."""
+"""``ctxseg inspect`` and loading a weights file build the model without drawing its weights,
+for speed: that this took effect, and that neither the figures nor the loaded model changed
+(that inspect imports no torchvision: tests/test_startup.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from ctxseg.files.weights import save_weights
 from ctxseg.model import SegmentationModel
-from ctxseg.model.summary import inspected_model, summarize
+from ctxseg.model.load import load_model
+from ctxseg.model.summary import summarize
+from ctxseg.model.undrawn import undrawn_model
 from ctxseg.spec import load_spec
 
 ROOT = Path(__file__).parents[1]
@@ -22,7 +26,7 @@ def built(path: str) -> tuple[SegmentationModel, SegmentationModel]:
     """The spec's model as inspect builds it and as training does, from one seed."""
     spec = load_spec(ROOT / "examples" / path)
     torch.manual_seed(0)
-    fast = inspected_model(spec.model, 8, path)
+    fast = undrawn_model(spec.model, 8, path)
     torch.manual_seed(0)
     return fast, SegmentationModel(spec.model, 8, pretrained=False)
 
@@ -49,3 +53,16 @@ def test_inspect_keeps_deterministic_initialisations():
     assert module and all(torch.equal(v, trained.state_dict()[k]) for k, v in module.items())
     assert any(v.any() for k, v in module.items() if k.endswith("weight"))
 
+
+def test_loading_draws_nothing_and_gives_the_saved_model(tmp_path):
+    spec = load_spec(ROOT / "examples" / "fcn_resnet18.toml")
+    saved = SegmentationModel(spec.model, 8, pretrained=False)
+    save_weights(tmp_path / "model.safetensors", saved, spec.to_dict(), [str(i) for i in range(8)],
+                 [(i, i, i) for i in range(8)])
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    loaded = load_model(tmp_path / "model.safetensors")[0]
+    assert torch.equal(torch.rand(4), expected)  # the build drew no random number
+    state = saved.state_dict()
+    assert all(torch.equal(tensor, state[name]) for name, tensor in loaded.state_dict().items())
