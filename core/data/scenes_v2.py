@@ -58,7 +58,6 @@ __all__ = ["KITE_PROBABILITY", "Scene", "render_scene"]
 KITE_PROBABILITY = 0.2
 
 
-
 class Scene(NamedTuple):
     """One rendered scene, and where its deciding evidence lies."""
 
