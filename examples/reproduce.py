@@ -34,6 +34,7 @@ import attrs
 from ctxseg.data.context_scenes import CONTEXT_PAIRS
 from ctxseg.engine.train import train
 from ctxseg.errors import CtxsegError
+from ctxseg.files.atomic import atomic_path
 from ctxseg.files.weights import read_weights
 from ctxseg.spec import Spec, load_spec
 
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     texts = []
     for name in names:
         text = markdown(name, TABLES[name], results, args.seeds)
-        (args.out / f"{name}.md").write_text(text + "\n")
+        with atomic_path(args.out / f"{name}.md") as tmp:
+            tmp.write_text(text + "\n")
         texts.append(text)
     print("\n\n".join(texts))
     return 0
