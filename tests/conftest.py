@@ -39,9 +39,10 @@ device = "cpu"
 
 @pytest.fixture(scope="session", autouse=True)
 def _data_dir(tmp_path_factory):
-    """Keep generated datasets out of the user's cache directory."""
+    """Keep generated datasets and measured speeds (precision "auto") out of the user's cache directory."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CTXSEG_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
         yield
 
 

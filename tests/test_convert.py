@@ -17,6 +17,7 @@ from ctxseg.errors import WeightsError
 from ctxseg.files.weights import read_weights
 from ctxseg.model.blocks import upsample
 from ctxseg.model.load import load_model
+from ctxseg.testing.tolerance import determined, summation_bound
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mmseg"
 
@@ -73,11 +74,13 @@ def test_mmsegmentation_fixture_is_reproduced(tmp_path, name):
     with torch.no_grad():
         features = model.backbone(expected["image"])
         out, aux = model(expected["image"])["out"], model.aux["c4"](features["c4"])
-    # Equal to the last bit when run on as many threads as the fixture was made with (measured);
-    # a CPU convolution's summation order depends on the thread count, hence a float tolerance.
-    torch.testing.assert_close(out, expected["out"], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(aux, expected["aux"], rtol=1e-5, atol=1e-5)
-    assert torch.equal(out.argmax(1), expected["out"].argmax(1))
+    # The fixture was computed by another library's build on another CPU, which sums in its own
+    # order: the bound is the rounding of two fp32 runs through this network's depth and sums.
+    for ours, theirs in ((out, expected["out"]), (aux, expected["aux"])):
+        bound = summation_bound(model, theirs.abs().max().item())
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=bound)
+    sure = determined(expected["out"], summation_bound(model, expected["out"].abs().max().item()))
+    assert sure.any() and torch.equal(out.argmax(1)[sure], expected["out"].argmax(1)[sure])
 
 
 def test_a_mis_shaped_tensor_is_named_and_nothing_written(tmp_path):

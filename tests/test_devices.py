@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from ctxseg.engine import distributed, runtime
+from ctxseg.engine import distributed
 from ctxseg.engine import train as train_module
 from ctxseg.engine.runtime import choose_device, choose_precision
 from ctxseg.files.weights import read_weights
@@ -30,18 +30,22 @@ def test_gpus_talk_over_nccl_and_cpus_over_gloo():
     assert distributed.backend(torch.device("cpu")) == "gloo"
 
 
-@pytest.mark.parametrize(("bf16_gpu", "expected"), [(True, "bf16"), (False, "fp32")])
-def test_auto_precision_trains_in_bf16_on_a_gpu_that_has_it(monkeypatch, bf16_gpu, expected):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_gpu)
-    assert choose_precision("auto", torch.device("cuda", 0), training=True) == expected
-    assert choose_precision("fp32", torch.device("cuda", 0), training=True) == "fp32"
+@pytest.mark.parametrize(("native", "emulated", "expected"), [(True, True, "bf16"), (False, True, "fp32"),
+                                                             (False, False, "fp32")])
+def test_auto_precision_trains_in_bf16_on_a_gpu_that_runs_it_natively(monkeypatch, native, emulated, expected):
+    """A GPU that only emulates bf16 (before Ampere) trains in fp32."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: native or (including_emulation and emulated))
+    assert choose_precision("auto", torch.device("cuda", 0)) == expected
+    assert choose_precision("fp32", torch.device("cuda", 0)) == "fp32"
 
 
 def test_auto_precision_keeps_cpu_training_in_fp32(monkeypatch):
-    """Even on a CPU with fast bf16, where inference's "auto" takes it."""
-    monkeypatch.setattr(runtime, "fast_bf16", lambda device: "AMX")
-    assert choose_precision("auto", torch.device("cpu"), training=True) == "fp32"
-    assert choose_precision("auto", torch.device("cpu"), training=False) == "bf16"
+    """Even where torch reports AMX and AVX-512 BF16: CPU training keeps fp32's numbers everywhere."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert choose_precision("auto", torch.device("cpu")) == "fp32"
+    assert choose_precision("bf16", torch.device("cpu")) == "bf16"
 
 
 def test_compile_trains_through_torch_compile(tmp_path, tiny_spec_file):

@@ -1,12 +1,15 @@
-"""Training one model on several processes, through PyTorch's own engine.
+"""Training, evaluating and predicting on several processes, through PyTorch's own engine.
 
-``torchrun --nproc-per-node N -m ctxseg train SPEC`` starts N processes and tells each
-its place in the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, the rendezvous
-address); :func:`session` joins them into one process group, over NCCL on CUDA and gloo
-on CPU. The model is replicated by ``DistributedDataParallel``; batch norm can see the
-global batch (:func:`synchronize_batch_norm`, PSPNet Sec. 4.1); the rest of the engine
-asks :func:`rank` and :func:`world_size` and adds its sums up with :func:`all_sum`.
-Without torchrun every function here is the single-process identity.
+``torchrun --nproc-per-node N -m ctxseg train SPEC`` (or ``eval``, ``predict``) starts N
+processes and tells each its place in the environment (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, the rendezvous address); :func:`session` joins them into one process
+group, over NCCL on CUDA and gloo on CPU. In training the model is replicated by
+``DistributedDataParallel``; batch norm can see the global batch
+(:func:`synchronize_batch_norm`, PSPNet Sec. 4.1). Evaluation and prediction label each
+process's :func:`shard` of the images. The rest of the engine asks :func:`rank` and
+:func:`world_size`, adds its sums up with :func:`all_sum` and collects the processes'
+results with :func:`gather` and :func:`gather_objects`. Without torchrun every function
+here is the single-process identity.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ctxseg.errors import CtxsegError
 
-__all__ = ["GlooSyncBatchNorm", "all_max", "all_sum", "backend", "gather", "local_rank", "rank", "replicate",
-           "session", "shard", "synchronize_batch_norm", "world_size"]
+__all__ = ["GlooSyncBatchNorm", "all_max", "all_sum", "backend", "gather", "gather_objects", "local_rank", "rank",
+           "replicate", "session", "shard", "synchronize_batch_norm", "world_size"]
 
 
 def rank() -> int:
@@ -35,7 +38,7 @@ def rank() -> int:
 
 
 def world_size() -> int:
-    """How many processes train the model (1 without torchrun)."""
+    """How many processes share the work (1 without torchrun)."""
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
@@ -59,7 +62,7 @@ def session(device: torch.device) -> Iterator[None]:
     missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
         raise CtxsegError(f"WORLD_SIZE is set but {', '.join(missing)} is not: start distributed runs with "
-                          "torchrun (torchrun --nproc-per-node N -m ctxseg train SPEC)")
+                          "torchrun (torchrun --nproc-per-node N -m ctxseg train|eval|predict ...)")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend(device), timeout=datetime.timedelta(minutes=30),
@@ -105,10 +108,22 @@ def gather(tensor: Tensor) -> list[Tensor]:
     return [part.to(tensor.device) for part in parts]
 
 
-def shard(size: int) -> range:
-    """This rank's contiguous part of ``range(size)``, the parts as even as can be (evaluation's split)."""
-    ranks, me = world_size(), rank()
-    return range(size * me // ranks, size * (me + 1) // ranks)
+def gather_objects(value: Any) -> list[Any]:
+    """Every rank's ``value`` (anything picklable), in rank order."""
+    if not dist.is_initialized():
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def shard(size: int, unit: int = 1) -> range:
+    """This rank's contiguous part of ``range(size)``, cut between runs of ``unit`` items (the
+    last run may be shorter), the parts as even as can be. Evaluation cuts between batches
+    so that every sample is labelled in the batch one process would give it: a forward
+    pass can round differently in another batch."""
+    ranks, me, runs = world_size(), rank(), -(-size // unit)
+    return range(min(size, unit * (runs * me // ranks)), min(size, unit * (runs * (me + 1) // ranks)))
 
 
 class _Sum(torch.autograd.Function):

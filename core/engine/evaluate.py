@@ -26,13 +26,24 @@ def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequen
     """Label every sample as the inference's ``[test]`` protocol says, a batch of
     ``test.batch`` samples at a time, read by ``data.workers`` loader processes; return
     the metrics (with the protocol and precision used, under ``"inference"``) and examples.
-    In a distributed run each process labels its part of the samples and every process
-    returns the metrics of the whole dataset.
+
+    Under torchrun (``ctxseg eval``, or training's process group) each process labels its
+    part of the batches, joining the processes into a group if none exists, and every
+    process returns the metrics of the whole dataset; only the first draws progress. A
+    sample is labelled in the batch one process would give it, so the metrics are those
+    of one process.
 
     :param metrics: measures beside the confusion matrix's (:class:`~ctxseg.interfaces.Metric`),
         their results merged into the returned metrics.
-    :param keep: how many ``(index, image, mask, prediction)`` examples to return for pictures.
+    :param keep: how many ``(index, image, mask, prediction)`` examples to return for pictures
+        (those among this process's samples).
     """
+    with distributed.session(inference.runtime.device):
+        return _evaluate(inference, dataset, metrics, keep=keep, progress=progress and distributed.rank() == 0)
+
+
+def _evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequence[MetricRef], *,
+              keep: int, progress: bool) -> tuple[dict[str, Any], list[tuple[int, Tensor, Tensor, Tensor]]]:
     confusion = ConfusionMatrix(len(dataset.classes), dataset.ignore_index)
     measures = [ref.load()(ref.config, dataset.classes, dataset.ignore_index) for ref in metrics]
     unsummed = [ref.name for ref, measure in zip(metrics, measures, strict=True) if not measure.sums]
@@ -40,7 +51,7 @@ def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequen
         raise CtxsegError(f"metric {unsummed[0]!r} declares no 'sums', so it cannot be evaluated across "
                           f"{distributed.world_size()} processes; evaluate it in one process (ctxseg eval)")
     kept = []
-    mine = distributed.shard(len(dataset))  # each process labels its part; the sums are added up below
+    mine = distributed.shard(len(dataset), inference.test.batch)  # each process's batches; the sums are added up below
     loader = DataLoader(Subset(dataset, mine), batch_size=None, num_workers=inference.spec.data.workers)
     samples = zip(mine, tqdm(loader, total=len(mine), desc="eval", leave=False, disable=not progress))
     for batch in iter(lambda: list(itertools.islice(samples, inference.test.batch)), []):

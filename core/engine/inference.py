@@ -3,6 +3,9 @@ and the Python API (``ctxseg.load(weights).predict(image)``)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from torch import Tensor, nn
 
 from ctxseg.data.normalize import EvalTransform
 from ctxseg.data.samples import image_tensor
+from ctxseg.engine import autotune
 from ctxseg.engine.protocol import probabilities
 from ctxseg.engine.runtime import Runtime
 from ctxseg.errors import DataError
@@ -29,13 +33,14 @@ __all__ = ["Inference"]
 class Inference:
     """A segmentation model on its device, run as its spec says: ``[run.passes]`` (one pass,
     or e.g. FCRN's four shifted passes) and the ``[test]`` protocol (whole or sliding
-    window, scales, flips), in the fast path by default: ``torch.inference_mode``,
-    channels_last, batched, and bf16 where the hardware runs it fast.
+    window, scales, flips), in the fast path by default: ``torch.inference_mode``, batched,
+    and with ``precision = "auto"`` the fastest of fp32 and bf16, contiguous and
+    channels_last, timed on this model at the first input's size (:meth:`prepare`).
 
     ``model`` is the assembled :class:`~ctxseg.model.SegmentationModel`; ``module`` is
     what runs it (``module(images)["out"]`` are scores at input size). A model that is
     also being trained keeps its memory format (``channels_last=None``: the spec's) and
-    shares the ``passes`` its training built.
+    precision ("auto" as training resolves it), and shares the ``passes`` its training built.
     """
 
     def __init__(self, model: nn.Module, spec: Spec, *, source: str = "<spec>", channels_last: bool | None = True,
@@ -43,6 +48,8 @@ class Inference:
         self.spec = spec
         self.test = spec.test
         self.runtime = Runtime(spec.run, source, precision=self.test.precision, channels_last=channels_last)
+        self.tuning = self.test.precision == "auto" and channels_last is not None
+        self.choice: autotune.Choice | None = None
         self.model = self.runtime.model(model)
         if passes is None:
             passes = spec.run.passes.load()(spec.run.passes.config, self.model, source)
@@ -67,7 +74,52 @@ class Inference:
         test = self.test
         how = "whole images" if test.mode == "whole" else f"{test.crop} px windows {test.step} px apart"
         views = f", scales {list(test.scales)}" if test.scales != (1.0,) else ""
-        return f"{how}{views}{', flipped too' if test.flip else ''}, {self.runtime.describe()}"
+        if self.choice is not None:
+            precision = self.choice.describe(self.runtime.device.type)
+        elif self.tuning:
+            precision = f"auto on {self.runtime.device.type} (measured at the first image)"
+        else:
+            precision = self.runtime.describe()
+        return f"{how}{views}{', flipped too' if test.flip else ''}, {precision}"
+
+    def prepare(self, size: Sequence[int]) -> None:
+        """Resolve ``precision = "auto"`` for images of ``size`` (H, W): the fastest mode, timed
+        on this model's forward pass at the size a view is scored at (the window in slide mode),
+        or read from the cache (:func:`ctxseg.engine.autotune.fastest`). Done once; later sizes
+        run in the mode chosen for the first."""
+        if not self.tuning or self.choice is not None:
+            return
+        test = self.test
+        shape = (test.batch, 3, test.crop, test.crop) if test.mode == "slide" else (1, 3, *size)
+        example = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        device = self.runtime.device
+        key = {**autotune.machine(device), "model": self._fingerprint(), "input": list(shape)}
+
+        def time_one(mode: autotune.Mode) -> float:
+            self.runtime.use(mode.precision, mode.channels_last)
+            self.runtime.model(self.model)
+            images = self.runtime.images(example)
+            with torch.inference_mode():
+                _synchronize(device)
+                start = time.perf_counter()
+                self._score(images)
+                _synchronize(device)
+                return time.perf_counter() - start
+
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            self.choice = autotune.fastest(time_one, key)
+        finally:
+            self.module.train(was_training)
+        self.runtime.use(self.choice.mode.precision, self.choice.mode.channels_last)
+        self.runtime.model(self.model)
+
+    def _fingerprint(self) -> str:
+        """The model's layout (spec, passes, parameter count): what a measured speed depends on."""
+        layout = [unstructure(self.spec.model), unstructure(self.spec.run.passes),
+                  sum(p.numel() for p in self.model.parameters())]
+        return hashlib.sha256(json.dumps(layout, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _score(self, images: Tensor) -> Tensor:
         with self.runtime.autocast():
@@ -77,6 +129,8 @@ class Inference:
         """Class probabilities ``(K, H, W)`` (float32, on the device) of each image, a uint8
         tensor ``(3, H, W)`` or a PIL image; images of one size run batched."""
         tensors = [_as_tensor(image) for image in images]
+        if tensors:
+            self.prepare(tensors[0].shape[-2:])
         was_training = self.module.training
         self.module.eval()
         out: list[Tensor | None] = [None] * len(tensors)
@@ -97,6 +151,11 @@ class Inference:
     def predict_many(self, images: Sequence[Tensor | Image.Image]) -> list[Tensor]:
         """:meth:`predict` of several images, batched where they share a size."""
         return [probs.argmax(0).cpu() for probs in self.probabilities(images)]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _as_tensor(image: Tensor | Image.Image) -> Tensor:

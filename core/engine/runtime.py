@@ -12,7 +12,7 @@ from ctxseg.engine.distributed import local_rank
 from ctxseg.errors import SpecError
 from ctxseg.spec import RunSpec
 
-__all__ = ["Runtime", "choose_device", "choose_precision", "fast_bf16", "one_thread"]
+__all__ = ["Runtime", "choose_device", "choose_precision", "one_thread"]
 
 
 @contextlib.contextmanager
@@ -29,16 +29,6 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def fast_bf16(device: torch.device) -> str:
-    """Why bf16 runs fast on ``device`` ("" if it does not): CUDA with bf16 support, or a CPU
-    with AVX-512 BF16 or AMX (detected by PyTorch's own CPU probes, not guessed)."""
-    if device.type == "cuda":
-        return "CUDA bf16" if torch.cuda.is_bf16_supported() else ""
-    probes = {"AMX": "_is_amx_tile_supported", "AVX-512 BF16": "_is_avx512_bf16_supported"}
-    found = [name for name, probe in probes.items() if getattr(torch.cpu, probe, lambda: False)()]
-    return " and ".join(found)
-
-
 def choose_device(requested: str, cuda_available: bool, local_rank: int = 0) -> torch.device:
     """The device ``run.device`` names for this process: "auto" is the process's GPU
     (``LOCAL_RANK``-th under torchrun) where CUDA is available, else the CPU."""
@@ -47,19 +37,22 @@ def choose_device(requested: str, cuda_available: bool, local_rank: int = 0) -> 
     return torch.device("cuda", local_rank)
 
 
-def choose_precision(requested: str, device: torch.device, *, training: bool) -> str:
-    """``precision``, with "auto" resolved: bf16 where :func:`fast_bf16` finds it fast, else
-    fp32; for training only on CUDA, so CPU training keeps fp32's numbers on every machine."""
+def choose_precision(requested: str, device: torch.device) -> str:
+    """Training's ``precision``, with "auto" resolved: bf16 on a GPU that runs it natively
+    (not emulated), fp32 on the CPU, so CPU training keeps fp32's numbers on every machine.
+    Inference resolves "auto" by measuring instead (:mod:`ctxseg.engine.autotune`)."""
     if requested != "auto":
         return requested
-    return "bf16" if fast_bf16(device) and (device.type == "cuda" or not training) else "fp32"
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return "bf16" if native else "fp32"
 
 
 class Runtime:
     """The ``[run]`` settings that decide device, autocast and memory format.
 
     ``precision`` and ``channels_last`` override the spec's (inference chooses its own);
-    ``precision = "auto"`` is resolved by :func:`choose_precision`.
+    ``precision = "auto"`` is resolved by :func:`choose_precision`, unless inference measures
+    the fastest mode and sets it with :meth:`use`.
     """
 
     def __init__(self, run: RunSpec, source: str = "<spec>", *, precision: str | None = None,
@@ -68,11 +61,20 @@ class Runtime:
             raise SpecError(f"{source}: run.device: 'cuda' was asked for, but no CUDA device is available")
         self.device = choose_device(run.device, torch.cuda.is_available(), local_rank())
         # the run's own precision is training's; inference passes the [test] table's
-        self.precision = choose_precision(precision or run.precision, self.device, training=precision is None)
+        self.precision = choose_precision(precision or run.precision, self.device)
         channels_last = run.channels_last if channels_last is None else channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if run.threads:
             torch.set_num_threads(run.threads)
+
+    def use(self, precision: str, channels_last: bool) -> None:
+        """Run in ``precision`` and this memory format from now on (models moved with :meth:`model`)."""
+        self.precision = precision
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    @property
+    def channels_last(self) -> bool:
+        return self.memory_format == torch.channels_last
 
     def model(self, model: nn.Module) -> nn.Module:
         return model.to(self.device, memory_format=self.memory_format)
@@ -85,6 +87,5 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def describe(self) -> str:
-        """The precision and where it runs, as printed: "bf16 on cpu (AMX)", "fp32 on cpu"."""
-        why = fast_bf16(self.device) if self.precision == "bf16" else ""
-        return f"{self.precision} on {self.device.type}" + (f" ({why})" if why else "")
+        """The precision and where it runs, as printed: "bf16 on cuda", "fp32 on cpu"."""
+        return f"{self.precision} on {self.device.type}"

@@ -297,8 +297,8 @@ class TestSpec:
     flip: bool = False
     """Also score each view mirrored."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """"auto": bf16 autocast where the hardware runs it fast (CUDA with bf16; a CPU with
-    AVX-512 BF16 or AMX), fp32 elsewhere."""
+    """"auto": the fastest of fp32 and bf16 autocast (and of contiguous and channels_last),
+    timed on the model at the first image's size on this machine, cached per machine."""
 
     @property
     def step(self) -> int:

@@ -1,0 +1,143 @@
+"""precision = "auto": chosen by timing the model here, cached per machine, printed with the figures."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from ctxseg.cli import main
+from ctxseg.engine import autotune
+from ctxseg.engine.autotune import MODES, Mode, cache_file, fastest
+from ctxseg.engine.inference import Inference
+from ctxseg.engine.train import train
+from ctxseg.spec import load_spec
+
+KEY = {"cpu": "test CPU", "threads": 2}
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def _timer(seconds: dict[str, float]):
+    """A ``time_one`` that reports fixed seconds per mode and counts its calls."""
+    calls: list[str] = []
+
+    def time_one(mode: Mode) -> float:
+        calls.append(str(mode))
+        return seconds[str(mode)]
+    return time_one, calls
+
+
+SECONDS = {"fp32, contiguous": 1.0, "fp32, channels_last": 0.8, "bf16, channels_last": 1.5, "bf16, contiguous": 2.5}
+
+
+def test_the_fastest_mode_is_chosen_and_the_far_slower_ones_dropped():
+    time_one, calls = _timer(SECONDS)
+    choice = fastest(time_one, KEY, rounds=3)
+    assert choice.mode == Mode("fp32", True) and choice.measured_now
+    assert calls.count("fp32, channels_last") == 1 + 3          # warm-up and three rounds
+    assert calls.count("bf16, contiguous") == 1 + 1             # > 2x the best after round one: dropped
+    assert calls.count("bf16, channels_last") == 1 + 3          # within 2x: raced to the end
+    assert choice.seconds == SECONDS                            # every mode's figure is reported
+
+
+def test_plain_fp32_is_a_candidate_so_auto_is_never_slower_than_it():
+    assert MODES[0] == Mode("fp32", False)
+    time_one, _ = _timer({**SECONDS, "fp32, contiguous": 0.5})
+    assert fastest(time_one, KEY).mode == Mode("fp32", False)
+
+
+def test_the_time_spent_is_bounded_by_the_budget():
+    def time_one(mode: Mode) -> float:
+        time.sleep(0.01)
+        return 0.01
+    start = time.perf_counter()
+    fastest(time_one, KEY, budget=0.05, rounds=100)
+    # warm-up (4 passes), then whole rounds of 4 passes until 0.05 s have gone: at most one round over
+    assert time.perf_counter() - start < 4 * 0.01 + 0.05 + 4 * 0.01 + 0.1
+
+
+def test_a_measurement_is_cached_per_key_and_read_back_without_timing():
+    time_one, calls = _timer(SECONDS)
+    fastest(time_one, KEY)
+    measured = len(calls)
+    again = fastest(time_one, KEY)
+    assert len(calls) == measured and not again.measured_now and again.mode == Mode("fp32", True)
+    assert "measured once, cached in" in again.describe("cpu")
+    entry, = json.loads(cache_file().read_text()).values()
+    assert entry["key"] == KEY and entry["mode"] == "fp32, channels_last"
+    fastest(time_one, {**KEY, "threads": 1})  # another thread count is another machine
+    assert len(calls) > measured
+
+
+def test_a_damaged_cache_is_measured_again(tmp_path):
+    cache_file().parent.mkdir(parents=True)
+    cache_file().write_text("{not json")
+    time_one, calls = _timer(SECONDS)
+    assert fastest(time_one, KEY).measured_now and calls
+    assert json.loads(cache_file().read_text())  # and rewritten whole
+
+
+def test_the_machine_key_holds_what_speed_depends_on(monkeypatch):
+    key = autotune.machine(torch.device("cpu"))
+    assert {"cpu", "flags", "isa", "onednn_max_isa", "threads", "torch", "arch"} <= key.keys()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    assert autotune.machine(torch.device("cpu"))["onednn_max_isa"] == "SSE41"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, tiny_spec_text):
+    path = tmp_path_factory.mktemp("autotune") / "tiny.toml"
+    path.write_text(tiny_spec_text.replace("steps = 4", "steps = 1").replace("eval_every = 2", "eval_every = 0"))
+    train(load_spec(path), path.parent / "run", progress=False)
+    return path.parent / "run" / "model.safetensors"
+
+
+@pytest.mark.parametrize("winner", [Mode("bf16", True), Mode("fp32", False)])
+def test_inference_runs_in_the_mode_the_timing_chose(weights, monkeypatch, winner):
+    """Every candidate ran the model's own forward in its mode; the chosen one reaches every conv."""
+    timed = []
+
+    def fake_timing(time_one, key, **kwargs):
+        def recorded(mode: Mode) -> float:
+            time_one(mode)
+            timed.append(mode)
+            return 0.1 if mode == winner else 1.0
+        return real_fastest(recorded, key, **kwargs)
+    real_fastest = autotune.fastest
+    monkeypatch.setattr(autotune, "fastest", fake_timing)
+    inference, _ = Inference.from_weights(weights)
+    seen = []
+    hook = nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: seen.append((inputs[0].is_contiguous(memory_format=torch.channels_last),
+                                                    output.dtype)) if isinstance(module, nn.Conv2d) else None)
+    try:
+        inference.predict(torch.randint(0, 256, (3, 40, 48), dtype=torch.uint8))
+        assert set(timed) == set(MODES)
+        seen.clear()
+        inference.predict(torch.randint(0, 256, (3, 40, 48), dtype=torch.uint8))
+    finally:
+        hook.remove()
+    dtype = torch.bfloat16 if winner.precision == "bf16" else torch.float32
+    assert seen and all(last == winner.channels_last and out == dtype for last, out in seen)
+    assert inference.runtime.precision == winner.precision
+    assert inference.describe().endswith(f"auto: {winner} on cpu (0.1 s; " + inference.describe().split("(0.1 s; ")[1])
+
+
+def test_eval_prints_the_choice_with_its_figures_and_a_forced_precision_measures_nothing(weights, capsys, tmp_path):
+    assert main(["eval", str(weights), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "auto: " in printed and "measured now, cached in " + str(cache_file()) in printed
+    assert main(["eval", str(weights), "--quiet"]) == 0
+    assert "measured once, cached in" in capsys.readouterr().out
+    cache_file().unlink()
+    assert main(["eval", str(weights), "--quiet", "--precision", "fp32", "--out", str(tmp_path / "m.json")]) == 0
+    assert not cache_file().exists() and "fp32 on cpu" in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "m.json").read_text())["inference"]
+    assert (recorded["precision"], recorded["channels_last"]) == ("fp32", True)
