@@ -142,6 +142,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    from ctxseg.engine.distributed import rank
     from ctxseg.engine.evaluate import evaluate
     from ctxseg.engine.inference import Inference
     from ctxseg.files.atomic import atomic_path, file_in_the_way
@@ -163,9 +164,11 @@ def _eval(args: argparse.Namespace) -> None:
     if dataset.classes != info.classes:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
                           f"but the {args.split} split has {dataset.classes}")
-    if not args.json:
+    if not args.json and rank() == 0:
         print(f"eval: {inference.describe()}")
     results, _ = evaluate(inference, dataset, metrics, progress=not args.quiet)
+    if rank() != 0:  # under torchrun every process has the whole split's metrics; the first reports them
+        return
     if args.out:
         with atomic_path(args.out) as tmp:
             tmp.write_text(json.dumps(results, indent=2))
@@ -197,6 +200,7 @@ def _eval_data(data, args: argparse.Namespace):
     import attrs
 
     from ctxseg.data.context_scenes import ContextScenes, dataset_dir
+    from ctxseg.engine.distributed import rank
 
     ref = data.dataset
     if args.data_root:
@@ -215,15 +219,21 @@ def _eval_data(data, args: argparse.Namespace):
                           "here; ctxseg eval does not create data where a weights file says: pass --data-root DIR "
                           "(the dataset's folder; context scenes are generated there if it is missing) "
                           "or --spec SPEC (its [data] table)")
-    print(f"ctxseg: evaluating on {ref.name!r} data, {args.split} split, in {root}", file=sys.stderr)
+    if rank() == 0:
+        print(f"ctxseg: evaluating on {ref.name!r} data, {args.split} split, in {root}", file=sys.stderr)
     return data
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from ctxseg.engine.distributed import rank
     from ctxseg.engine.predict import predict
 
     done = predict(Path(args.weights), [Path(p) for p in args.images], Path(args.out), format=args.format,
                    recursive=args.recursive, test=_test_options(args), progress=not args.quiet)
+    if rank() != 0:
+        # under torchrun the first process reports the whole run and gives its exit status: a
+        # failing status here would make torchrun stop the first one before it had reported
+        return 0
     for error in done.failed:
         print(f"ctxseg: error: {error}", file=sys.stderr)
     print(f"wrote {len(done.written)} masks{' and overlays' if args.format == 'palette' else ''} "

@@ -22,6 +22,7 @@ import attrs
 from tqdm import tqdm
 
 from ctxseg.data.samples import IMAGE_SUFFIXES, read_image
+from ctxseg.engine import distributed
 from ctxseg.engine.inference import Inference
 from ctxseg.errors import CtxsegError, DataError
 from ctxseg.files.atomic import file_in_the_way
@@ -95,7 +96,12 @@ def predict(weights: Path, inputs: Sequence[Path], out: Path, *, format: str = "
     ``<stem>.png`` so that a benchmark's evaluation finds exactly one file per image.
     Inputs, output names and the format are checked before anything is written; ``test``
     keys override the weights' ``[test]`` protocol.
+
+    Under torchrun every process plans (and checks) every output name, then labels and
+    writes its contiguous share of the images; each returns the whole run's written files
+    and errors, in the order of the images. Only the first process draws progress.
     """
+    progress = progress and distributed.rank() == 0
     images = list_images(inputs, recursive=recursive)
     plan = _plan(images, out, ["", "_overlay"] if format == "palette" else [""])
     inference, info = Inference.from_weights(weights, test=test)
@@ -107,18 +113,22 @@ def predict(weights: Path, inputs: Sequence[Path], out: Path, *, format: str = "
         offered = ", ".join(["palette", *formats])
         raise CtxsegError(f"{weights}: unknown prediction format {format!r} for its dataset "
                           f"{spec.data.dataset.name!r} (offered: {offered})")
-    done = Predictions(written=[], failed=[])
-    for path, outputs in tqdm(plan, desc="predict", disable=not progress):
-        try:
-            image = read_image(path)
-        except CtxsegError as error:  # one bad file costs its own mask, not the batch's
-            done.failed.append(error)
-            continue
-        prediction = inference.predict(image)
-        if format == "palette":
-            save_png(colorize(prediction, info.palette), outputs[0])
-            save_png(overlay(image, prediction, info.palette), outputs[1])
-        else:
-            save_png(formats[format](prediction), outputs[0])
-        done.written.append(outputs[0])
-    return done
+    with distributed.session(inference.runtime.device):
+        done = Predictions(written=[], failed=[])
+        mine = [plan[i] for i in distributed.shard(len(plan))]
+        for path, outputs in tqdm(mine, desc="predict", disable=not progress):
+            try:
+                image = read_image(path)
+            except CtxsegError as error:  # one bad file costs its own mask, not the batch's
+                done.failed.append(error)
+                continue
+            prediction = inference.predict(image)
+            if format == "palette":
+                save_png(colorize(prediction, info.palette), outputs[0])
+                save_png(overlay(image, prediction, info.palette), outputs[1])
+            else:
+                save_png(formats[format](prediction), outputs[0])
+            done.written.append(outputs[0])
+        parts = distributed.gather_objects(done)  # contiguous shards: in rank order, in the images' order
+    return Predictions(written=[path for part in parts for path in part.written],
+                       failed=[error for part in parts for error in part.failed])
