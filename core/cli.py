@@ -142,7 +142,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from ctxseg.engine.distributed import rank
+    from ctxseg.engine.distributed import rank, session
     from ctxseg.engine.evaluate import evaluate
     from ctxseg.engine.inference import Inference
     from ctxseg.files.atomic import atomic_path, file_in_the_way
@@ -164,9 +164,12 @@ def _eval(args: argparse.Namespace) -> None:
     if dataset.classes != info.classes:
         raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
                           f"but the {args.split} split has {dataset.classes}")
-    if not args.json and rank() == 0:
-        print(f"eval: {inference.describe()}")
-    results, _ = evaluate(inference, dataset, metrics, progress=not args.quiet)
+    with session(inference.runtime.device):
+        if len(dataset):
+            inference.prepare(dataset[0][0].shape[-2:])  # under torchrun every process runs as the first chose
+        if not args.json and rank() == 0:
+            print(f"eval: {inference.describe()}")
+        results, _ = evaluate(inference, dataset, metrics, progress=not args.quiet)
     if rank() != 0:  # under torchrun every process has the whole split's metrics; the first reports them
         return
     if args.out:
@@ -190,7 +193,7 @@ def _add_test_options(s: argparse.ArgumentParser) -> None:
     g.add_argument("--scales", type=float, nargs="+", metavar="S", help="average the views at these scales")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, help="also average the mirrored views")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                   help="auto (default): bf16 where the hardware runs it fast, else fp32")
+                   help="auto (default): the fastest here, measured once on this model and cached")
 
 
 def _eval_data(data, args: argparse.Namespace):

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from torch import nn
 
 from ctxseg.cli import main
-from ctxseg.engine import autotune
+from ctxseg.engine import autotune, distributed
 from ctxseg.engine.autotune import MODES, Mode, cache_file, fastest
 from ctxseg.engine.inference import Inference
 from ctxseg.engine.train import train
@@ -141,3 +144,29 @@ def test_eval_prints_the_choice_with_its_figures_and_a_forced_precision_measures
     assert not cache_file().exists() and "fp32 on cpu" in capsys.readouterr().out
     recorded = json.loads((tmp_path / "m.json").read_text())["inference"]
     assert (recorded["precision"], recorded["channels_last"]) == ("fp32", True)
+
+
+def _prepare_in_group(rank: int, port: int, weights: str, chosen: list) -> None:
+    """One torchrun-like process: measures (as rank 0 would, fast) and records the mode it runs in."""
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    measured = []
+
+    def own_answer(time_one, key, **kwargs):  # each process would answer differently if asked
+        measured.append(rank)
+        return autotune.Choice(MODES[rank], {str(MODES[rank]): 1.0}, cache_file(), measured_now=True)
+    autotune.fastest = own_answer
+    inference, _ = Inference.from_weights(weights)
+    with distributed.session(inference.runtime.device):
+        inference.prepare((40, 48))
+    chosen.append((rank, measured, str(inference.choice.mode), inference.runtime.channels_last))
+
+
+def test_under_torchrun_every_process_runs_as_the_first_measured(weights):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with mp.Manager() as manager:
+        chosen = manager.list()
+        mp.spawn(_prepare_in_group, args=(port, str(weights), chosen), nprocs=2)
+        assert sorted(chosen) == [(0, [0], str(MODES[0]), False), (1, [], str(MODES[0]), False)]

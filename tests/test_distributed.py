@@ -28,10 +28,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ctxseg.engine import distributed
+from ctxseg.engine.inference import Inference
 from ctxseg.engine import train as train_module
 from ctxseg.errors import SpecError, WeightsError
 from ctxseg.files.weights import read_weights
 from ctxseg.spec import load_spec
+from ctxseg.testing.tolerance import determined, summation_bound
 
 
 def _free_port() -> int:
@@ -148,16 +150,38 @@ def singles(pair, tmp_path_factory):
     return {name: str(tmp_path / name) for name in ("plain", "ignore", "simulated")}
 
 
+def _undetermined(one: str, two: str) -> int:
+    """Pixels of the val split that the two runs' models may label differently: where the first
+    model's two best fp32 scores are within twice the largest distance between the runs'
+    evaluations, which is the two models' measured difference plus, for each run, the rounding
+    of evaluating in another batch and memory format than here (:func:`summation_bound`)."""
+    scores = []
+    for run in (one, two):
+        inference, _ = Inference.from_weights(Path(run) / "model.safetensors", test={"precision": "fp32"})
+        dataset = inference.spec.data.dataset
+        val = dataset.load()(dataset.config, "val")
+        with torch.inference_mode():
+            images = torch.stack([inference.transform(val[i][0], None)[0] for i in range(len(val))])
+            scores.append(inference.module(images)["out"])
+    bound = (scores[0] - scores[1]).abs().max().item() + summation_bound(inference.model, scores[0].abs().max().item())
+    return int((~determined(scores[0], bound)).sum())
+
+
 @pytest.mark.parametrize("name", ["plain", "ignore", "simulated"])
 def test_two_processes_train_as_one_with_the_whole_batch(pair, singles, name):
     specs, runs = pair
     assert _excess(_weights(runs[specs[name]]), _weights(singles[name])) < 1
-    # each process evaluated half the images; the confusion matrices (and metric sums) were added up
+    # each process evaluated half the images; the confusion matrices (and metric sums) were added up:
+    # a pixel counted in another cell than one process counts it must be one whose label the
+    # models' rounding-level difference can flip (each such pixel moves two cells by one)
     final = json.loads((Path(singles[name]) / "metrics.json").read_text())["final"]
     distributed = json.loads((Path(runs[specs[name]]) / "metrics.json").read_text())
-    assert distributed["processes"] == 2
-    for key in ("mean_iou", "pixel_accuracy", *(("boundary_accuracy",) if name == "plain" else ())):
-        assert distributed["final"][key] == pytest.approx(final[key], abs=1e-3), key
+    assert distributed["processes"] == 2 and final["inference"]["precision"] == "fp32"
+    undetermined = _undetermined(singles[name], runs[specs[name]])
+    moved = (torch.tensor(distributed["final"]["confusion"]) - torch.tensor(final["confusion"])).abs().sum()
+    assert moved <= 2 * undetermined, (moved, undetermined)
+    if name == "plain" and not undetermined:
+        assert distributed["final"]["boundary_accuracy"] == pytest.approx(final["boundary_accuracy"], rel=1e-12)
 
 
 def test_without_synchronized_batch_norm_the_processes_differ(pair, singles):

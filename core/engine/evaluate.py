@@ -68,5 +68,6 @@ def _evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Seque
     results = confusion.compute(dataset.classes)
     for measure in measures:
         results.update(measure.compute())
-    results["inference"] = {**attrs.asdict(inference.test), "precision": inference.runtime.precision}  # as resolved
+    results["inference"] = {**attrs.asdict(inference.test), "precision": inference.runtime.precision,  # as resolved
+                            "channels_last": inference.runtime.channels_last}
     return results, kept

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ctxseg.data.normalize import EvalTransform
 from ctxseg.data.samples import image_tensor
-from ctxseg.engine import autotune
+from ctxseg.engine import autotune, distributed
 from ctxseg.engine.protocol import probabilities
 from ctxseg.engine.runtime import Runtime
 from ctxseg.errors import DataError
@@ -109,9 +109,13 @@ class Inference:
         was_training = self.module.training
         self.module.eval()
         try:
-            self.choice = autotune.fastest(time_one, key)
+            # under torchrun the first process measures and every process takes its choice, so
+            # that each labels its share as one process would
+            first = distributed.world_size() == 1 or distributed.rank() == 0
+            choice = autotune.fastest(time_one, key) if first else None
         finally:
             self.module.train(was_training)
+        self.choice = distributed.gather_objects(choice)[0]
         self.runtime.use(self.choice.mode.precision, self.choice.mode.channels_last)
         self.runtime.model(self.model)
 

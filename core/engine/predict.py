@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from PIL import Image
 from tqdm import tqdm
 
 from ctxseg.data.samples import IMAGE_SUFFIXES, read_image
@@ -37,6 +38,15 @@ class Predictions:
 
     written: list[Path]
     failed: list[CtxsegError]
+
+
+def _size(path: Path) -> tuple[int, int] | None:
+    """An image's (height, width), from its header alone; None if unreadable (reported when it is read)."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, ValueError):
+        return None
 
 
 def list_images(inputs: Sequence[Path], *, recursive: bool = False) -> list[tuple[Path, Path]]:
@@ -105,8 +115,6 @@ def predict(weights: Path, inputs: Sequence[Path], out: Path, *, format: str = "
     images = list_images(inputs, recursive=recursive)
     plan = _plan(images, out, ["", "_overlay"] if format == "palette" else [""])
     inference, info = Inference.from_weights(weights, test=test)
-    if progress:
-        print(f"predict: {inference.describe()}")
     spec = inference.spec
     formats = spec.data.dataset.load().output_formats()
     if format != "palette" and format not in formats:
@@ -114,6 +122,10 @@ def predict(weights: Path, inputs: Sequence[Path], out: Path, *, format: str = "
         raise CtxsegError(f"{weights}: unknown prediction format {format!r} for its dataset "
                           f"{spec.data.dataset.name!r} (offered: {offered})")
     with distributed.session(inference.runtime.device):
+        if plan and (size := _size(plan[0][0])):
+            inference.prepare(size)  # under torchrun every process runs as the first chose
+        if progress:
+            print(f"predict: {inference.describe()}")
         done = Predictions(written=[], failed=[])
         mine = [plan[i] for i in distributed.shard(len(plan))]
         for path, outputs in tqdm(mine, desc="predict", disable=not progress):
