@@ -1,6 +1,6 @@
 """Inference speed, memory and the accuracy cost of the fast path.
 
-    python examples/benchmarks/inference.py speed [--size 512] [--repeats 5]
+    python examples/benchmarks/inference.py speed [--size 512] [--repeats 5] [--device cuda]
     python examples/benchmarks/inference.py memory [--size 2048 1024]
     python examples/benchmarks/inference.py accuracy runs/fcn_resnet18/model.safetensors
 
@@ -11,7 +11,8 @@ the same 32,957,013 parameters) on its default fast path (``torch.inference_mode
 channels_last, precision "auto"), and forced to bf16; then what sliding windows and
 multi-scale + flip testing cost on top. All variants run in one process, interleaved,
 and each figure is the median of ``--repeats`` rounds (this machine's absolute times
-drift; the ratios hold).
+drift; the ratios hold). ``--device`` (default: the GPU if there is one) runs both
+models there; an image's time ends when its labels are back on the CPU.
 
 memory: ``ctxseg predict`` of one 2048 x 1024 image (Cityscapes' size) with the
 PSPNet-ResNet50 Cityscapes spec (random weights), sliding 713 px windows against the
@@ -33,28 +34,29 @@ from pathlib import Path
 EXAMPLES = Path(__file__).parents[1]
 
 
-def speed(size: int, repeats: int) -> None:
+def speed(size: int, repeats: int, device: str | None) -> None:
     import torch
     import torchvision
 
     from ctxseg.engine.inference import Inference
-    from ctxseg.engine.runtime import fast_bf16
     from ctxseg.model import SegmentationModel
     from ctxseg.spec import spec_from_dict
 
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
     reference = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None,
-                                                             num_classes=21, aux_loss=False).eval()
+                                                             num_classes=21, aux_loss=False).eval().to(device)
     spec = spec_from_dict({"model": {"backbone": {"name": "base.resnet", "depth": 50, "output_stride": 8},
-                                     "context": [{"name": "base.fcn"}]}})
+                                     "context": [{"name": "base.fcn"}]},
+                           "run": {"device": device.type}})
     model = SegmentationModel(spec.model, 21, pretrained=False).eval()
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
     image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
-    normalized = (image.float() / 255 - 0.45) / 0.225
+    normalized = ((image.float() / 255 - 0.45) / 0.225).to(device)
 
     def torchvision_eager() -> None:
         with torch.no_grad():
-            reference(normalized[None])["out"].argmax(1)
+            reference(normalized[None])["out"].argmax(1).cpu()
 
     def inference(**test) -> Inference:
         return Inference(model, spec_from_dict({**spec.to_dict(), "test": test}))
@@ -78,8 +80,8 @@ def speed(size: int, repeats: int) -> None:
             run()
             times[name].append(time.perf_counter() - started)
     base = statistics.median(times["torchvision fcn_resnet50, eager fp32"])
-    print(f"FCN-ResNet50, one {size} x {size} image, median of {repeats} interleaved rounds, "
-          f"{torch.get_num_threads()} threads; fast bf16 here: {fast_bf16(torch.device('cpu')) or 'none'}")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"FCN-ResNet50, one {size} x {size} image, median of {repeats} interleaved rounds, on {where}")
     print("| variant | seconds per image | vs torchvision eager fp32 |")
     print("|---|---|---|")
     for name, values in times.items():
@@ -139,13 +141,14 @@ def main() -> int:
     s = sub.add_parser("speed")
     s.add_argument("--size", type=int, default=512)
     s.add_argument("--repeats", type=int, default=5)
+    s.add_argument("--device", choices=["cpu", "cuda"], help="where both models run (default: cuda if available)")
     s = sub.add_parser("memory")
     s.add_argument("--size", type=int, nargs=2, default=[2048, 1024], metavar=("W", "H"))
     s = sub.add_parser("accuracy")
     s.add_argument("weights", type=Path)
     args = parser.parse_args()
     if args.what == "speed":
-        speed(args.size, args.repeats)
+        speed(args.size, args.repeats, args.device)
     elif args.what == "memory":
         memory(*args.size)
     else:
