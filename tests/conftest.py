@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 TINY_SPEC = """
@@ -64,7 +66,38 @@ def tiny_spec_file(tmp_path, tiny_spec_text):
 
 
 def pytest_configure(config):
-    """One torch thread per test process: `pytest -n 2` already uses both cores."""
+    """One torch thread per test process: `pytest -n 2` already uses both cores. The portability
+    run (.ci/portability) sets ``CTXSEG_TEST_THREADS`` to see the sums other thread counts make."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("CTXSEG_TEST_THREADS", "1")))
+
+
+def _undetermined(one, two) -> int:
+    """Pixels of the val split that the models of weights files ``one`` and ``two`` may label
+    differently in evaluations run in another batch or memory format than here: where the first
+    model's two best fp32 scores are within twice the largest distance between such evaluations,
+    the two models' measured difference plus the fp32 summation bound of another order."""
+    import torch
+
+    from ctxseg.engine.inference import Inference
+    from ctxseg.testing.tolerance import determined, summation_bound
+
+    scores = []
+    for weights in (one, two):
+        inference, _ = Inference.from_weights(weights, test={"precision": "fp32"})
+        dataset = inference.spec.data.dataset
+        val = dataset.load()(dataset.config, "val")
+        with torch.inference_mode():
+            images = torch.stack([inference.transform(val[i][0], None)[0] for i in range(len(val))])
+            scores.append(inference.module(images)["out"])
+    bound = (scores[0] - scores[1]).abs().max().item() + summation_bound(inference.model, scores[0].abs().max().item())
+    return int((~determined(scores[0], bound)).sum())
+
+
+@pytest.fixture(scope="session")
+def undetermined():
+    """``undetermined(weights_a, weights_b)``: how many val pixels rounding alone may label differently
+    (one weights file twice: evaluated in another batch or memory format). Two evaluations' confusion
+    matrices may differ by twice that many counts (each such pixel moves from one cell to another)."""
+    return _undetermined

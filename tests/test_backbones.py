@@ -17,6 +17,8 @@ from ctxseg.builtin.vgg import VGG16
 from ctxseg.errors import WeightsError
 from ctxseg.interfaces import Backbone
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 # torchvision's published ``num_params`` of the ImageNet classifiers (head included).
 RESNET_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
 VGG16_PARAMS, VGG16_FEATURE_PARAMS = 138_357_544, 14_714_688

@@ -19,6 +19,8 @@ from ctxseg.model.blocks import upsample
 from ctxseg.model.load import load_model
 from ctxseg.testing.tolerance import determined, summation_bound
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 FIXTURES = Path(__file__).parent / "fixtures" / "mmseg"
 
 

@@ -12,7 +12,9 @@ from ctxseg.engine import distributed
 from ctxseg.engine import train as train_module
 from ctxseg.engine.runtime import choose_device, choose_precision
 from ctxseg.files.weights import read_weights
+from ctxseg.model import SegmentationModel
 from ctxseg.spec import load_spec
+from ctxseg.testing.tolerance import training_bound
 
 
 @pytest.mark.parametrize(("requested", "cuda", "local_rank", "expected"), [
@@ -48,6 +50,7 @@ def test_auto_precision_keeps_cpu_training_in_fp32(monkeypatch):
     assert choose_precision("bf16", torch.device("cpu")) == "bf16"
 
 
+@pytest.mark.numerics
 def test_compile_trains_through_torch_compile(tmp_path, tiny_spec_file):
     """``[run] compile = true``: the step runs the compiled model (dynamo traced frames),
     reaches the weights eager training reaches, and the first step is timed apart."""
@@ -76,4 +79,11 @@ def test_compile_trains_through_torch_compile(tmp_path, tiny_spec_file):
     assert 0 < metrics["first_step_seconds"] <= metrics["train_seconds"]
     eager = read_weights(tmp_path / "eager" / "model.safetensors")[0]
     fused = read_weights(tmp_path / "compiled" / "model.safetensors")[0]
-    assert all(torch.allclose(eager[k].float(), fused[k].float(), rtol=1e-3, atol=1e-5) for k in eager)
+    # aot_eager decomposes the ops, so it sums in its own order: within rounding of how far the weights moved
+    spec = load_spec(eager_spec)
+    torch.manual_seed(spec.run.seed)
+    model = SegmentationModel(spec.model, 8)  # as training drew it: context scenes' 8 classes
+    initial = model.state_dict()
+    for key, value in eager.items():
+        moved = (value.double() - initial[key].double()).abs().max().item()
+        torch.testing.assert_close(fused[key], value, rtol=0, atol=training_bound(model, moved, 2 * 48 * 48), msg=key)

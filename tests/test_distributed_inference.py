@@ -27,6 +27,8 @@ from ctxseg.files.weights import save_weights
 from ctxseg.model import SegmentationModel
 from ctxseg.spec import load_spec
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory, tiny_spec_text):

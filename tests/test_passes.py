@@ -15,6 +15,8 @@ from ctxseg.errors import CtxsegError, SpecError
 from ctxseg.spec import PassesRef, load_spec
 from ctxseg.spec.convert import structure
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 AUX = '[[model.aux]]\nname = "base.fcn"\ninput = "c4"\nweight = 0.4\nchannels = 8\n'
 
 
@@ -26,7 +28,7 @@ def simulated(path, layer: str = "backbone.layer2", extra: str = "", text: str |
     return path
 
 
-def test_training_and_evaluating_with_simulation(tmp_path, tiny_spec_file, capsys):
+def test_training_and_evaluating_with_simulation(tmp_path, tiny_spec_file, capsys, undetermined):
     text = tiny_spec_file.read_text().replace(AUX, '[model]\nbatch_norm = "frozen_statistics"\n')
     spec = load_spec(simulated(tiny_spec_file, text=text.replace("steps = 4", "steps = 2")))
     assert (spec.run.passes.name, spec.run.passes.config.layer) == ("fcrn.simulated", "backbone.layer2")
@@ -34,9 +36,10 @@ def test_training_and_evaluating_with_simulation(tmp_path, tiny_spec_file, capsy
     capsys.readouterr()
 
     weights = str(tmp_path / "simulated" / "model.safetensors")
-    assert main(["eval", weights, "--json", "--quiet"]) == 0  # the weights' own passes
-    # eval runs channels_last, training contiguous: near-tied scores may flip a pixel or two
-    assert json.loads(capsys.readouterr().out)["mean_iou"] == pytest.approx(metrics["mean_iou"], abs=1e-3)
+    assert main(["eval", weights, "--json", "--quiet", "--precision", "fp32"]) == 0  # the weights' own passes
+    # eval runs channels_last, training contiguous: near-tied scores may round apart
+    moved = (torch.tensor(json.loads(capsys.readouterr().out)["confusion"]) - torch.tensor(metrics["confusion"])).abs()
+    assert moved.sum() <= 2 * undetermined(weights, weights)
     # at 1/8, not at simulated 1/4: other scores (compared as scores, since a model two
     # steps old may label every pixel alike either way)
     image = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)

@@ -16,6 +16,8 @@ from ctxseg.errors import DataError
 from ctxseg.spec import TestSpec, load_spec
 from ctxseg.testing.tolerance import autocast_bound, determined
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 K = 3
 
 

@@ -21,6 +21,8 @@ from ctxseg.registry import (
 )
 from ctxseg.spec import spec_from_dict
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 
 class Stack(Backbone):
     """3x3 convolutions with the given dilations (stride 1) and a 3x3 max-pool: RF 1 + 2 sum(d) + 2."""

@@ -15,8 +15,10 @@ from ctxseg.engine.train import train
 from ctxseg.errors import SpecError, WeightsError
 from ctxseg.spec import load_spec
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
 
-def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, capsys):
+
+def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, capsys, undetermined):
     out = tmp_path / "run"
     assert main(["train", str(tiny_spec_file), "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -28,12 +30,13 @@ def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, ca
     assert [h["step"] for h in metrics["history"] if "mean_iou" in h] == [2, 4]
     assert len(list((out / "predictions").glob("*.png"))) == 3
 
-    assert main(["eval", str(out / "model.safetensors"), "--json", "--quiet",
+    assert main(["eval", str(out / "model.safetensors"), "--json", "--quiet", "--precision", "fp32",
                  "--metric", "gcn.boundary", "--metric-arg", "width=7"]) == 0  # a plugin's metric
     evaluated = json.loads(capsys.readouterr().out)
-    # eval runs channels_last, training the spec's contiguous format: the 4-step model's near-tied
-    # scores may round apart and flip a pixel or two (1.8e-6 of mIoU seen), never more
-    assert evaluated["mean_iou"] == pytest.approx(metrics["final"]["mean_iou"], abs=1e-4)
+    # eval runs channels_last, training the spec's contiguous format: near-tied scores may round
+    # apart, so the confusion matrices agree up to the pixels rounding can flip
+    moved = (torch.tensor(evaluated["confusion"]) - torch.tensor(metrics["final"]["confusion"])).abs().sum()
+    assert moved <= 2 * undetermined(out / "model.safetensors", out / "model.safetensors")
     assert evaluated["boundary_width"] == 7
     assert 0 <= evaluated["boundary_accuracy"] <= 1 and 0 <= evaluated["internal_accuracy"] <= 1
 

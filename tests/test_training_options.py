@@ -10,6 +10,9 @@ from ctxseg.engine.train import train
 from ctxseg.errors import SpecError
 from ctxseg.model import SegmentationModel
 from ctxseg.spec import load_spec, spec_from_dict
+from ctxseg.testing.tolerance import training_bound
+
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
 
 
 def _model(**model_keys) -> SegmentationModel:
@@ -85,9 +88,11 @@ def test_accumulated_batches_make_the_same_update_as_one_big_batch(tmp_path, tin
     train(load_spec(tmp_path / "acc.toml"), tmp_path / "acc", progress=False)
     big = safetensors.torch.load_file(tmp_path / "big" / "model.safetensors")
     acc = safetensors.torch.load_file(tmp_path / "acc" / "model.safetensors")
-    for key, value in big.items():
-        torch.testing.assert_close(acc[key], value, rtol=1e-4, atol=1e-5, msg=key)
     spec = load_spec(tmp_path / "big.toml")
     torch.manual_seed(spec.run.seed)
-    initial = SegmentationModel(spec.model, 8).state_dict()
+    model = SegmentationModel(spec.model, 8)
+    initial = model.state_dict()
     assert sum(not initial[k].equal(v) for k, v in big.items()) > 10  # the updates did move the weights
+    for key, value in big.items():  # the same sums in another order: within rounding of how far they moved
+        moved = (value.double() - initial[key].double()).abs().max().item()
+        torch.testing.assert_close(acc[key], value, rtol=0, atol=training_bound(model, moved, 4 * 48 * 48), msg=key)

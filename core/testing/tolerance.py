@@ -25,7 +25,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CONFIDENCE", "autocast_bound", "determined", "layers", "rounding_bound", "summation_bound", "unit_roundoff"]
+__all__ = ["CONFIDENCE", "autocast_bound", "determined", "layers", "rounding_bound", "summation_bound", "training_bound",
+           "unit_roundoff"]
 
 CONFIDENCE = 6.0
 """lambda of the probabilistic bound: it fails with probability 2 exp(-18) = 3e-8 per value."""
@@ -57,6 +58,18 @@ def summation_bound(model: nn.Module, scale: float, dtype: torch.dtype = torch.f
     add at most ``length`` roundings to each output, and the two runs' errors add."""
     depth, length = layers(model)
     return 2 * rounding_bound(dtype, depth * length, scale)
+
+
+def training_bound(model: nn.Module, scale: float, positions: int, dtype: torch.dtype = torch.float32) -> float:
+    """How far two trainings of ``model`` that sum in different orders can end apart after a few
+    steps, on weights that moved by ``scale``. A weight's gradient sums a term per position of the
+    batch (``positions``: its pixels) of random sign in an untrained network: the terms' magnitudes
+    add up to about sqrt(positions) times the sum, so their rounding is ``lambda * positions * u``
+    of the gradient, beside what the backward pass through the layers adds (as
+    :func:`summation_bound`). A few steps give the network's sensitivity no time to grow it."""
+    depth, length = layers(model)
+    relative = CONFIDENCE * unit_roundoff(dtype) * (positions + math.sqrt(depth * length))
+    return 2 * relative * scale
 
 
 def autocast_bound(model: nn.Module, scale: float) -> float:

@@ -13,6 +13,8 @@ from ctxseg.spec import spec_from_dict
 from ctxseg.testing import check_loss
 from ctxseg_fcrn.bootstrapping import OnlineBootstrapping
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 IGNORE = 255
 
 

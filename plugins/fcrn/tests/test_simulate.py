@@ -29,6 +29,8 @@ from ctxseg_fcrn.simulate import (
     upsample_finer,
 )
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 
 def _model(depth: int, output_stride: int, batch_norm: str = "batch") -> SegmentationModel:
     spec = spec_from_dict({"model": {

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ctxseg_gcn.boundary_refinement import BoundaryRefinement
+
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
 
 
 def test_residual_branch_is_conv_relu_conv() -> None:

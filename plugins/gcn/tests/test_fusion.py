@@ -16,6 +16,8 @@ from ctxseg_gcn.boundary_refinement import BoundaryRefinement
 from ctxseg_gcn.fusion import GCNFusion
 from ctxseg_gcn.global_convolution import GlobalConvolution
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 RESNET18 = [64, 128, 256, 512]  # c2..c5
 STRIDES = [4, 8, 16, 32]
 

@@ -10,6 +10,8 @@ from ctxseg.registry import default_registry
 from ctxseg.testing import check_component, check_context_head
 from ctxseg_gcn.global_convolution import GlobalConvolution
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 
 def gcn(in_channels: int = 4, num_classes: int = 3, **params) -> GlobalConvolution:
     return GlobalConvolution(GlobalConvolution.Config(**params), in_channels, num_classes)

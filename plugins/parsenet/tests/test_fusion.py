@@ -14,6 +14,8 @@ from ctxseg.spec import spec_from_dict
 from ctxseg.testing import check_component, check_fusion
 from ctxseg_parsenet.fusion import ParseNetFusion
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 VARIANTS = [
     {"mode": mode, "normalize": normalize, "global_context": context}
     for mode, normalize, context in itertools.product(("early", "late"), (True, False), (True, False))

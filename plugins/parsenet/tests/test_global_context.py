@@ -9,6 +9,8 @@ from ctxseg.registry import default_registry
 from ctxseg.testing import check_component, check_context_head
 from ctxseg_parsenet.global_context import GlobalContext
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 
 def test_contract() -> None:
     check_component(default_registry().get("context_head", "parsenet.global_context"))

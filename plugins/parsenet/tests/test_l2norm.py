@@ -9,6 +9,8 @@ import torch
 
 from ctxseg_parsenet.l2norm import EPS, L2Norm
 
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
+
 
 def test_gradients_equal_the_closed_form_of_eq_4_to_6() -> None:
     """Autograd through Eq. 1-3 gives the paper's derivatives, per pixel, in float64."""
