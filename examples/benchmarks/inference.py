@@ -24,6 +24,7 @@ accuracy: mIoU of a trained model evaluated in fp32 and in bf16.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import subprocess
 import sys
@@ -59,14 +60,16 @@ def speed(size: int, repeats: int, device: str | None) -> None:
             reference(normalized[None])["out"].argmax(1).cpu()
 
     def inference(**test) -> Inference:
-        return Inference(model, spec_from_dict({**spec.to_dict(), "test": test}))
+        """A set-up with its own copy of the model: each keeps the memory format it chose."""
+        return Inference(copy.deepcopy(model), spec_from_dict({**spec.to_dict(), "test": test}))
 
     fast, bf16 = inference(), inference(precision="bf16")
+    fast.prepare((size, size))
     slide = inference(mode="slide", crop=size // 2 + size // 8)
     multi = inference(scales=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75], flip=True)
     variants = {
         "torchvision fcn_resnet50, eager fp32": torchvision_eager,
-        f"ctxseg, default fast path ({fast.runtime.describe()})": lambda: fast.predict(image),
+        f"ctxseg, default fast path ({fast.choice.describe(device.type)})": lambda: fast.predict(image),
         "ctxseg, bf16 forced": lambda: bf16.predict(image),
         f"ctxseg, slide ({slide.test.crop} px windows, 2/3 overlap)": lambda: slide.predict(image),
         "ctxseg, 6 scales + flip": lambda: multi.predict(image),
