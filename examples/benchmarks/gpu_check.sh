@@ -50,7 +50,7 @@ esac
 if (( dry_run )); then
   bash -n examples/benchmarks/gpu_check.sh
   gpu="none: dry run on the CPU" peak=989  # a peak all the same, to draw the MFU column
-  export TORCH_COMPILE_DISABLE=1 CTXSEG_DATA_DIR=$work/data
+  export TORCH_COMPILE_DISABLE=1 CTXSEG_DATA_DIR=$work/data XDG_CACHE_HOME=$work/cache  # user's caches untouched
   tests+=(--collect-only)
   throughput+=(--size 32 --batch 2 --steps 1 --rounds 1 --variants bf16+compile --device cpu)
   cat > "$work/dry_train.toml" <<EOF
@@ -126,7 +126,7 @@ row "\`ctxseg train\` PSPNet-ResNet50-D8, 512 px, batch 8, bf16 + compile" "$fig
 
 run inference 40 "$python" "${inference[@]}"
 row "\`inference.py speed\`, 512 px" "$(awk -F' *[|] *' '$2 ~ /default fast path/ {
-  print $2 ": " $3 " s per image, " $4 " torchvision eager fp32" }' "$work/inference.log")"
+  print "ctxseg, default fast path: " $3 " s per image, " $4 " torchvision eager fp32" }' "$work/inference.log")"
 
 echo
 echo "### GPU check: $gpu"
