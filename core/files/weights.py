@@ -24,7 +24,8 @@ from ctxseg.files.atomic import atomic_path
 from ctxseg.registry import default_registry
 
 __all__ = [
-    "WeightsInfo", "load_state", "plugin_versions", "read_safetensors", "read_weights", "save_weights", "write_tensors",
+    "WeightsInfo", "load_state", "plugin_versions", "read_safetensors", "read_weights", "save_weights", "weights_info",
+    "write_tensors",
 ]
 
 FORMAT = "ctxseg.weights/1"
@@ -102,6 +103,13 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], WeightsInfo]:
     if meta.get("ctxseg.format") != FORMAT:
         raise WeightsError(f"{path}: not a ctxseg weights file (metadata 'ctxseg.format' is "
                            f"{meta.get('ctxseg.format')!r}, expected {FORMAT!r})")
+    return tensors, weights_info(meta, path)
+
+
+def weights_info(meta: Mapping[str, str], path: Path) -> WeightsInfo:
+    """The :class:`WeightsInfo` in the metadata ``meta`` of ``path`` (a weights file's, or the
+    ``metadata_props`` of an ONNX file ``ctxseg export`` wrote: the same keys); WeightsError
+    naming the key of any value that is not what ctxseg writes."""
     spec = _metadata(meta, "ctxseg.spec", path, "a JSON object (the resolved spec)",
                      lambda v: isinstance(v, dict))
     classes = _metadata(meta, "ctxseg.classes", path, "a non-empty JSON list of class-name strings",
@@ -117,9 +125,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], WeightsInfo]:
                         lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()))
     metrics = (_metadata(meta, "ctxseg.metrics", path, "a JSON object", lambda v: isinstance(v, dict))
                if "ctxseg.metrics" in meta else None)
-    info = WeightsInfo(spec=spec, classes=classes, palette=[tuple(c) for c in palette], plugins=plugins,
+    return WeightsInfo(spec=spec, classes=classes, palette=[tuple(c) for c in palette], plugins=plugins,
                        metrics=metrics)
-    return tensors, info
 
 
 def _metadata(meta: Mapping[str, str], key: str, path: Path, expected: str, valid: Callable[[Any], bool]) -> Any:

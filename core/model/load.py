@@ -16,9 +16,9 @@ from ctxseg.errors import CtxsegError, WeightsError
 from ctxseg.files.weights import WeightsInfo, load_state, plugin_versions, read_weights
 from ctxseg.model.undrawn import undrawn_model
 from ctxseg.registry import Kind, default_registry
-from ctxseg.spec import spec_from_dict
+from ctxseg.spec import Spec, spec_from_dict
 
-__all__ = ["load_model"]
+__all__ = ["embedded_spec", "load_model"]
 
 
 def load_model(path: str | Path, *, num_classes: int | None = None):
@@ -31,18 +31,23 @@ def load_model(path: str | Path, *, num_classes: int | None = None):
     if num_classes is not None and num_classes != len(info.classes):
         raise WeightsError(f"{path}: trained for {len(info.classes)} classes ({', '.join(info.classes)}), "
                            f"but {num_classes} are expected")
+    spec = embedded_spec(info, path)
+    model = undrawn_model(spec.model, len(info.classes), f"{path} (embedded spec)")  # every drawn value is overwritten
+    load_state(model, tensors, str(path))
+    return model.eval(), spec, info
+
+
+def embedded_spec(info: WeightsInfo, path: str | Path) -> Spec:
+    """The spec a weights file (or an ONNX file ``ctxseg export`` wrote) embeds, as far as the
+    installed plugins read it; warnings for plugins installed in other versions than saved."""
     installed = plugin_versions()
     for dist, version in info.plugins.items():
         if dist in installed and installed[dist] != version:
-            warnings.warn(f"{path}: saved with {dist} {version}, installed: {installed[dist]}", stacklevel=2)
-    source = f"{path} (embedded spec)"
+            warnings.warn(f"{path}: saved with {dist} {version}, installed: {installed[dist]}", stacklevel=3)
     try:
-        spec = spec_from_dict(_installed_only(info, path), source=source)
+        return spec_from_dict(_installed_only(info, path), source=f"{path} (embedded spec)")
     except CtxsegError as error:
         raise WeightsError(str(error)) from None
-    model = undrawn_model(spec.model, len(info.classes), source)  # every drawn value would be overwritten
-    load_state(model, tensors, str(path))
-    return model.eval(), spec, info
 
 
 def _installed_only(info: WeightsInfo, path: str | Path) -> dict[str, Any]:
@@ -68,13 +73,13 @@ def _installed_only(info: WeightsInfo, path: str | Path) -> dict[str, Any]:
         if _absent(kind, parent.get(key)):
             warnings.warn(f"{path}: {where} is {kind} {parent[key]['name']!r}, which is not installed; not needed "
                           f"to run the model, so the default is used ({_provider(info, parent[key]['name'])})",
-                          stacklevel=3)
+                          stacklevel=4)
             del parent[key]
     metrics = []
     for i, table in enumerate(data.get("metrics", [])):
         if _absent(Kind.METRIC, table):
             warnings.warn(f"{path}: metrics[{i}] is metric {table['name']!r}, which is not installed; it is "
-                          f"left out ({_provider(info, table['name'])})", stacklevel=3)
+                          f"left out ({_provider(info, table['name'])})", stacklevel=4)
         else:
             metrics.append(table)
     if "metrics" in data:
