@@ -8,6 +8,9 @@ Python, a trained model labels images as ``ctxseg predict`` does::
     model = ctxseg.load("runs/fcn_resnet18/model.safetensors")  # an Inference, set up once
     labels = model.predict(PIL.Image.open("a.jpg"))              # (H, W) class indices
     metrics, _ = ctxseg.evaluate(model, dataset)                  # a SegmentationDataset
+
+``ctxseg.load(weights, backend="onnxruntime")`` runs it on ONNX Runtime instead, and
+``ctxseg.load("model.int8.onnx")`` the int8 model of ``ctxseg export --quantize int8``.
 """
 
 __version__ = "0.1.0"
@@ -15,12 +18,14 @@ __version__ = "0.1.0"
 __all__ = ["Inference", "evaluate", "load"]
 
 
-def load(weights, **options):
-    """The :class:`Inference` of a weights file; ``options`` as
-    :meth:`Inference.from_weights` takes them (``passes``, ``test``)."""
+def load(weights, *, backend=None, passes=None, test=None):
+    """The :class:`Inference` of a weights file (or of an ONNX file ``ctxseg export`` wrote), run
+    by ``backend`` ("torch", "onnxruntime" or "auto"; default: the ``[test]`` table's), with
+    ``passes`` and ``test`` keys as :meth:`Inference.from_weights` takes them."""
     from ctxseg.engine.inference import Inference
 
-    return Inference.from_weights(weights, **options)[0]
+    test = {**(test or {}), **({"backend": backend} if backend is not None else {})}
+    return Inference.from_weights(weights, passes=passes, test=test)[0]
 
 
 def __getattr__(name: str):

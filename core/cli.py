@@ -180,7 +180,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 def _test_options(args: argparse.Namespace) -> dict:
     """The ``[test]`` keys given on the command line."""
-    keys = ("mode", "crop", "stride", "batch", "scales", "flip", "precision")
+    keys = ("mode", "crop", "stride", "batch", "scales", "flip", "precision", "backend")
     return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
 
 
@@ -194,12 +194,15 @@ def _add_test_options(s: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, help="also average the mirrored views")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="auto (default): the fastest here, measured once on this model and cached")
+    g.add_argument("--backend", choices=["torch", "onnxruntime", "auto"],
+                   help="torch (default), onnxruntime (the weights exported to ONNX once, cached, run on the CPU; "
+                        "needs ctxseg[export]), or auto: the faster, measured as --precision auto is")
 
 
-def _eval_data(data, args: argparse.Namespace):
-    """The ``[data]`` eval reads: ``--data-root`` replaces the dataset's root. A weights file's
-    own root is used only where it exists: eval never creates (generates) data where a
-    file's author chose. The folder read is printed (stderr)."""
+def _eval_data(data, args: argparse.Namespace, doing: str = "evaluating"):
+    """The ``[data]`` eval (or export's calibration) reads: ``--data-root`` replaces the dataset's
+    root. A weights file's own root is used only where it exists: ctxseg never creates
+    (generates) data where a file's author chose. The folder read is printed (stderr)."""
     import attrs
 
     from ctxseg.data.context_scenes import ContextScenes, dataset_dir
@@ -219,11 +222,11 @@ def _eval_data(data, args: argparse.Namespace):
     root = Path(root).expanduser()
     if not args.spec and not args.data_root and not root.exists():
         raise CtxsegError(f"{args.weights}: its spec reads {ref.name!r} data from {root}, which does not exist "
-                          "here; ctxseg eval does not create data where a weights file says: pass --data-root DIR "
-                          "(the dataset's folder; context scenes are generated there if it is missing) "
-                          "or --spec SPEC (its [data] table)")
+                          f"here; ctxseg {args.command} does not create data where a weights file says: pass "
+                          "--data-root DIR (the dataset's folder; context scenes are generated there if it is "
+                          "missing) or --spec SPEC (its [data] table)")
     if rank() == 0:
-        print(f"ctxseg: evaluating on {ref.name!r} data, {args.split} split, in {root}", file=sys.stderr)
+        print(f"ctxseg: {doing} on {ref.name!r} data, {args.split} split, in {root}", file=sys.stderr)
     return data
 
 
@@ -251,6 +254,13 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> None:
     from ctxseg.engine.export import export_onnx, verify_onnx
 
+    if args.quantize:
+        _quantize(args)
+        return
+    given = [option for option, value in [("--calibrate", args.calibrate), ("--spec", args.spec),
+                                          ("--data-root", args.data_root)] if value is not None]
+    if given:
+        raise CtxsegError(f"{given[0]} is for --quantize int8 (the training images it calibrates on)")
     exported, inference = export_onnx(args.weights, args.out, opset=args.opset)
     shape = " x ".join(map(str, exported.shape))
     print(f"wrote {exported.path}: input image ({shape}), output scores, opset {exported.opset}")
@@ -261,6 +271,27 @@ def _export(args: argparse.Namespace) -> None:
         for check in verify_onnx(exported, inference):
             print(f"verify {'x'.join(map(str, check.shape))}: max abs difference {check.max_abs_diff:.3g}, "
                   f"argmax agreement {100 * check.argmax_agreement:.3f}%")
+
+
+def _quantize(args: argparse.Namespace) -> None:
+    """``ctxseg export --quantize int8 --calibrate N``: the int8 model, calibrated on the training split."""
+    from ctxseg.engine.quantize import quantize_int8
+    from ctxseg.files.weights import read_weights
+    from ctxseg.model.load import embedded_spec
+    from ctxseg.spec import load_spec
+
+    if args.calibrate is None:
+        raise CtxsegError("--quantize int8 needs --calibrate N: how many training images to measure the "
+                          "activations' ranges on")
+    if args.verify:
+        raise CtxsegError("--verify compares the fp32 export with PyTorch; check an int8 model with "
+                          "ctxseg eval FILE.onnx, against the weights file's figures")
+    spec = load_spec(args.spec) if args.spec else embedded_spec(read_weights(args.weights)[1], args.weights)
+    data = _eval_data(spec.data, args, "calibrating")
+    dataset = data.dataset.load()(data.dataset.config, args.split)
+    quantize_int8(args.weights, args.out, dataset, args.calibrate, progress=not args.quiet)
+    print(f"wrote {args.out}: int8 (QDQ), calibrated on {args.calibrate} images of the {args.split} split; "
+          f"run it with ctxseg predict|eval {args.out}")
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -356,7 +387,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_train)
 
     s = sub.add_parser("eval", help="evaluate weights on a dataset split")
-    s.add_argument("weights", metavar="WEIGHTS")
+    s.add_argument("weights", metavar="WEIGHTS", help="a weights file, or an ONNX file of ctxseg export")
     s.add_argument("--spec", help="take the [data] table from this spec instead of the weights file")
     s.add_argument("--data-root", metavar="DIR",
                    help="the dataset's folder (replaces the root in the weights file or --spec); needed when "
@@ -379,7 +410,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_eval)
 
     s = sub.add_parser("predict", help="label images with a weights file")
-    s.add_argument("weights", metavar="WEIGHTS")
+    s.add_argument("weights", metavar="WEIGHTS", help="a weights file, or an ONNX file of ctxseg export")
     s.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files and folders (their images, sorted; masks keep the path inside the folder)")
     s.add_argument("--out", required=True, metavar="DIR")
@@ -400,7 +431,16 @@ def parser() -> argparse.ArgumentParser:
                    help="ONNX opset (default: 20, the exporter's)")
     s.add_argument("--verify", action="store_true",
                    help="run the file with onnxruntime on two input sizes and compare with PyTorch")
-    s.set_defaults(run=_export)
+    q = s.add_argument_group("int8", "ONNX Runtime static quantization, calibrated on the training split")
+    q.add_argument("--quantize", choices=["int8"],
+                   help="write the int8 model (QDQ, weights per channel) instead of the fp32 one")
+    q.add_argument("--calibrate", type=_bounded(1, 1_000_000, "images of the training split"), metavar="N",
+                   help="with --quantize: measure activation ranges on N training images, spread over the split")
+    q.add_argument("--spec", help="take the [data] table from this spec instead of the weights file")
+    q.add_argument("--data-root", metavar="DIR", help="the dataset's folder (replaces the root in the weights "
+                                                      "file or --spec); needed when that root does not exist here")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(run=_export, split="train")
 
     s = sub.add_parser("convert", help="import a torchvision or MMSegmentation checkpoint as a ctxseg weights file")
     s.add_argument("source", metavar="SOURCE",

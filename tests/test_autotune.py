@@ -14,7 +14,7 @@ from torch import nn
 
 from ctxseg.cli import main
 from ctxseg.engine import autotune, distributed
-from ctxseg.engine.autotune import MODES, Mode, cache_file, fastest
+from ctxseg.engine.autotune import MODES, ONNXRUNTIME, Mode, cache_file, candidates, fastest
 from ctxseg.engine.inference import Inference
 from ctxseg.engine.train import train
 from ctxseg.spec import load_spec
@@ -77,6 +77,32 @@ def test_a_measurement_is_cached_per_key_and_read_back_without_timing():
     assert entry["key"] == KEY and entry["mode"] == "fp32, channels_last"
     fastest(time_one, {**KEY, "threads": 1})  # another thread count is another machine
     assert len(calls) > measured
+
+
+def test_a_measurement_among_other_candidates_is_not_reused():
+    """A choice made among torch's modes says nothing about onnxruntime: with it a candidate, the race is run again."""
+    time_one, calls = _timer({**SECONDS, str(ONNXRUNTIME): 0.5})
+    fastest(time_one, KEY)
+    measured = len(calls)
+    choice = fastest(time_one, KEY, modes=(*MODES, ONNXRUNTIME))
+    assert choice.measured_now and choice.mode == ONNXRUNTIME and str(ONNXRUNTIME) in calls[measured:]
+    assert not fastest(time_one, KEY).measured_now  # each set of candidates keeps its own answer
+    assert len(json.loads(cache_file().read_text())) == 2
+
+
+@pytest.mark.parametrize(("precision", "backend", "installed", "expected"), [
+    ("auto", "torch", True, MODES),
+    ("bf16", "torch", True, (Mode("bf16", True),)),           # forced: inference's layout, nothing timed
+    ("auto", "onnxruntime", True, (ONNXRUNTIME,)),
+    ("fp32", "onnxruntime", True, (ONNXRUNTIME,)),
+    ("bf16", "onnxruntime", True, ()),                        # onnxruntime runs fp32: an error, raised by Inference
+    ("auto", "auto", True, (*MODES, ONNXRUNTIME)),
+    ("fp32", "auto", True, (Mode("fp32", True), ONNXRUNTIME)),
+    ("bf16", "auto", True, (Mode("bf16", True),)),
+    ("auto", "auto", False, MODES),                           # auto races what is installed
+])
+def test_the_candidates_are_what_precision_and_backend_allow(precision, backend, installed, expected):
+    assert candidates(precision, backend, onnxruntime=installed) == expected
 
 
 def test_a_damaged_cache_is_measured_again(tmp_path):

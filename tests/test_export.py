@@ -131,7 +131,7 @@ def test_cli_never_writes_over_its_input(tmp_path, capsys):
 def test_missing_extra_names_it(monkeypatch):
     import sys
 
-    from ctxseg.engine.export import require_extra
+    from ctxseg.engine.ort import require_extra
     from ctxseg.errors import CtxsegError
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an uninstalled package looks like to import

@@ -1,12 +1,13 @@
-"""``precision = "auto"``: the fastest way to run a model on this machine, found by timing it.
+"""``precision = "auto"`` and ``backend = "auto"``: the fastest way to run a model on this machine, found by timing it.
 
 Whether bf16 autocast or channels_last makes a network faster depends on the CPU, the
 library build and the input size, and no CPU flag tells which: on a CPU with AMX, bf16 ran
-FCN-ResNet50 3.3x faster than fp32; on one with AVX-512 BF16 but no AMX, 1.6x slower. So
-the candidate modes are timed on the model's own forward pass at the input size, and the
-answer is cached in the user's cache folder under everything it depends on: the CPU's model
-and flags (or the GPU's name), the instruction set torch dispatches to, torch's version,
-the architecture, the thread count, the model's layout and the input size.
+FCN-ResNet50 3.3x faster than fp32; on one with AVX-512 BF16 but no AMX, 1.6x slower; there
+ONNX Runtime ran it 1.3x faster than torch. So the candidate modes are timed on the model's
+own forward pass at the input size, and the answer is cached in the user's cache folder
+under everything it depends on: the CPU's model and flags (or the GPU's name), the
+instruction set torch dispatches to, torch's version, the architecture, the thread count,
+the model's layout, the input size and the candidates raced.
 """
 
 from __future__ import annotations
@@ -25,23 +26,39 @@ import attrs
 import torch
 
 from ctxseg.files.atomic import atomic_path
+from ctxseg.files.cache import cache_folder
 
-__all__ = ["MODES", "Choice", "Mode", "cache_file", "fastest", "machine"]
+__all__ = ["MODES", "ONNXRUNTIME", "Choice", "Mode", "cache_file", "candidates", "fastest", "machine"]
 
 
 @attrs.frozen
 class Mode:
-    """One way to run a forward pass: autocast precision and memory format."""
+    """One way to run a forward pass: the backend, and in torch autocast precision and memory format."""
 
     precision: str
     channels_last: bool
+    backend: str = "torch"
 
     def __str__(self) -> str:
+        if self.backend != "torch":
+            return f"{self.backend}, {self.precision}"
         return f"{self.precision}, {'channels_last' if self.channels_last else 'contiguous'}"
 
 
 MODES = (Mode("fp32", False), Mode("fp32", True), Mode("bf16", True), Mode("bf16", False))
-"""The candidates, plain fp32 first: what a user of plain PyTorch runs, so "auto" is never slower."""
+"""torch's candidates, plain fp32 first: what a user of plain PyTorch runs, so "auto" is never slower."""
+
+ONNXRUNTIME = Mode("fp32", False, "onnxruntime")
+"""The model exported to ONNX and run by ONNX Runtime on the CPU, in fp32."""
+
+
+def candidates(precision: str, backend: str, *, onnxruntime: bool) -> tuple[Mode, ...]:
+    """The modes the ``[test]`` table's ``precision`` and ``backend`` allow, ONNX Runtime's only
+    where it can run (``onnxruntime``); one mode is run without timing. A forced precision
+    runs torch channels_last (inference's layout); ONNX Runtime runs fp32 only."""
+    in_torch = MODES if precision == "auto" else (Mode(precision, True),)
+    in_onnxruntime = (ONNXRUNTIME,) if onnxruntime and precision in ("auto", "fp32") else ()
+    return {"torch": in_torch, "onnxruntime": in_onnxruntime, "auto": in_torch + in_onnxruntime}[backend]
 
 PRUNE = 2.0
 """A mode slower than this many times the fastest after the first timed round is not timed again."""
@@ -67,8 +84,7 @@ class Choice:
 
 def cache_file() -> Path:
     """``$XDG_CACHE_HOME/ctxseg/autotune.json``, by default ``~/.cache/ctxseg/autotune.json``."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "ctxseg" / "autotune.json"
+    return cache_folder() / "autotune.json"
 
 
 def machine(device: torch.device) -> dict[str, Any]:
@@ -85,18 +101,19 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 def fastest(time_one: Callable[[Mode], float], key: Mapping[str, Any], *, modes: Sequence[Mode] = MODES,
             budget: float = 2.0, rounds: int = 5) -> Choice:
-    """The mode whose forward pass ``time_one(mode)`` (seconds for one pass) is fastest.
+    """The mode of ``modes`` whose forward pass ``time_one(mode)`` (seconds for one pass) is fastest.
 
-    Read from the cache where ``key`` was measured before; else each mode runs once to warm
+    Read from the cache where ``key`` was measured before among the same modes; else each mode runs once to warm
     up (kernel selection, allocation), then rounds of one pass per mode, interleaved so that
     drift in the machine's speed hits all alike, until ``budget`` seconds have been spent on
     the timed rounds (at least one round, at most ``rounds``); modes :data:`PRUNE` times
     slower than the best after the first round drop out. The median decides.
     """
     path = cache_file()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    raced = [str(mode) for mode in modes]
+    digest = hashlib.sha256(json.dumps([key, raced], sort_keys=True).encode()).hexdigest()[:20]
     cached = _read(path).get(digest)
-    if cached is not None and cached.get("key") == key:
+    if cached is not None and cached.get("key") == key and cached.get("modes") == raced:
         mode = next((m for m in modes if str(m) == cached["mode"]), None)
         if mode is not None:
             return Choice(mode, cached["seconds"], path, measured_now=False)
@@ -115,7 +132,7 @@ def fastest(time_one: Callable[[Mode], float], key: Mapping[str, Any], *, modes:
             break
     seconds = {str(mode): statistics.median(t) for mode, t in times.items()}
     mode = min(racing, key=lambda m: seconds[str(m)])
-    _write(path, digest, {"key": dict(key), "mode": str(mode), "seconds": seconds})
+    _write(path, digest, {"key": dict(key), "modes": raced, "mode": str(mode), "seconds": seconds})
     return Choice(mode, seconds, path, measured_now=True)
 
 

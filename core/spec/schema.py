@@ -299,6 +299,13 @@ class TestSpec:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """"auto": the fastest of fp32 and bf16 autocast (and of contiguous and channels_last),
     timed on the model at the first image's size on this machine, cached per machine."""
+    backend: Literal["torch", "onnxruntime", "auto"] = "torch"
+    """What runs the model: "torch"; "onnxruntime", the weights file exported to ONNX once
+    (cached by its content hash in ``~/.cache/ctxseg/onnx``) and run by ONNX Runtime on the
+    CPU in fp32 (needs the ``export`` extra); "auto", the faster of the two, timed with
+    ``precision`` (torch alone where the extra is not installed). torch is the default: an
+    export takes a while the first time (about 10 s for an FCN-ResNet50), and evaluations
+    during training always run torch (the weights change at every step)."""
 
     @property
     def step(self) -> int:
