@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -229,6 +230,17 @@ class SegmentationDataset(torch.utils.data.Dataset, abc.ABC):
         ``ctxseg predict --format NAME`` saves as ``<image stem>.png``. None by default.
         """
         return {}
+
+    @classmethod
+    def write_example(cls, root: Path) -> dict[str, Any] | None:
+        """Write a small dataset in this dataset's on-disk layout under the empty folder ``root``
+        (both splits, a few samples) and return the parameter table that reads it.
+
+        ``ctxseg.testing`` (and so ``ctxseg plugins --check``) checks the dataset on it, in a
+        temporary folder, when its registration gives no ``example``. None by default: no layout
+        to write (a dataset built in memory, or one whose ``Config`` defaults find its data).
+        """
+        return None
 
     @abc.abstractmethod
     def __len__(self) -> int: ...

@@ -47,7 +47,7 @@ class Component:
     :param summary: one line for ``ctxseg plugins``.
     :param example: a small valid parameter table (as in TOML) that ``ctxseg.testing``
         and the registry-wide contract test build the component with; ``None`` means
-        the defaults.
+        the defaults, or for a dataset what its class's ``write_example`` writes.
     """
 
     kind: Kind = attrs.field(converter=Kind)

@@ -7,6 +7,7 @@ the day it is registered, whichever distribution provides it.
 from __future__ import annotations
 
 import math
+import shutil
 
 import attrs
 import pytest
@@ -14,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctxseg.cli import main
+from ctxseg.data.folder import FolderDataset
 from ctxseg.interfaces import (
     Backbone,
     ContextHead,
@@ -22,7 +25,7 @@ from ctxseg.interfaces import (
     Schedule,
     SegmentationDataset,
 )
-from ctxseg.registry import Component, Kind, Registry, default_registry, hookimpl
+from ctxseg.registry import Component, Registry, default_registry, hookimpl
 from ctxseg.testing import (
     check_backbone,
     check_component,
@@ -39,9 +42,18 @@ COMPONENTS = default_registry().components()
 
 @pytest.mark.parametrize("component", COMPONENTS, ids=[c.name for c in COMPONENTS])
 def test_component_contract(component: Component) -> None:
-    if component.kind == Kind.DATASET and component.example is None:
-        pytest.skip(f"{component.name} reads data from disk and has no example to build it with")
-    check_component(component)  # generated datasets go to conftest's temporary CTXSEG_DATA_DIR
+    """A dataset read from disk is checked on what its ``write_example`` writes in its layout;
+    generated datasets go to conftest's temporary CTXSEG_DATA_DIR."""
+    check_component(component)
+
+
+def test_plugins_check_passes_the_datasets_read_from_disk(capsys) -> None:
+    """``ctxseg plugins --check`` on a clean install: no dataset fails for want of data."""
+    assert main(["plugins", "--check", "ctxseg-datasets", "base.folder"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert sorted(row[0] for row in rows) == ["base.folder", "datasets.ade20k", "datasets.cityscapes",
+                                              "datasets.pascal_context", "datasets.siftflow", "datasets.voc2012"]
+    assert all(row[-1] == "ok" for row in rows)
 
 
 # --------------------------------------------------------------------------------------
@@ -384,3 +396,44 @@ def test_dataset_check() -> None:
     with pytest.raises(AssertionError, match=r"'TinyScenes': mask values \[2\] are neither class indices in \[0, 2\) "
                                              r"nor ignore_index=255 \(split 'train', sample 2 'train_2'\)"):
         check_dataset(TinyScenes, {"bad_label": 2})
+
+
+def test_dataset_check_reads_the_example_its_class_writes() -> None:
+    roots = []
+
+    class Recorded(FolderDataset):
+        @classmethod
+        def write_example(cls, root):
+            roots.append(root)
+            return super().write_example(root)
+
+    check_dataset(Recorded)  # the folder format needs a root: only the written example fits
+    assert len(roots) == 1 and not roots[0].exists()  # a temporary folder, removed after
+
+
+class WithoutVal(FolderDataset):
+    @classmethod
+    def write_example(cls, root):
+        table = super().write_example(root)
+        shutil.rmtree(root / "val")
+        return table
+
+
+class FailingWriter(FolderDataset):
+    @classmethod
+    def write_example(cls, root):
+        raise OSError("disk full")
+
+
+class Unwritten(FolderDataset):
+    write_example = classmethod(lambda cls, root: None)
+
+
+@pytest.mark.parametrize(("cls", "message"), [
+    (WithoutVal, r"'WithoutVal': constructor raised DataError: .*val: split folder not found .*\(split 'val'\)"),
+    (FailingWriter, r"'FailingWriter': write_example raised OSError: disk full"),
+    (Unwritten, r"'Unwritten': its parameter table \{\} does not fit its Config:(.|\n)*SegmentationDataset\.write_example"),
+])
+def test_dataset_check_names_a_bad_example(cls: type, message: str) -> None:
+    with pytest.raises(AssertionError, match=message):
+        check_dataset(cls)

@@ -80,6 +80,19 @@ class FolderDataset(FileDataset):
         """The class names in ``ROOT/classes.json``."""
         return _read_classes(Path(config.root).expanduser() / "classes.json")[0]
 
+    @classmethod
+    def write_example(cls, root: Path) -> dict[str, Any]:
+        """Two classes, two ``train`` samples and one ``val`` of 6 x 8 pixels, a few of them ignored."""
+        palette = [(0, 0, 0), (0, 128, 0)]
+        write_classes(root, ["background", "grass"], palette)
+        generator = torch.Generator().manual_seed(0)
+        for split, stem in (("train", "a"), ("train", "b"), ("val", "c")):
+            image = torch.randint(0, 256, (3, 6, 8), dtype=torch.uint8, generator=generator)
+            mask = torch.randint(0, 2, (6, 8), generator=generator)
+            mask[0, :2] = 255
+            write_sample(root, split, stem, image, mask, palette)
+        return {"root": str(root)}
+
 
 def write_classes(root: str | os.PathLike[str], classes: Sequence[str],
                   palette: Sequence[Sequence[int]], ignore_index: int = 255) -> None:

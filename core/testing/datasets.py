@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,9 +33,38 @@ def check_dataset(cls: type, config: Any = None, *, name: str | None = None, max
     samples spread over the split (first and last included) are an image ``(3, H, W)``
     uint8 and a mask ``(H, W)`` int64 of the same size whose values are class indices
     or ``ignore_index``.
+
+    With no ``config``, the dataset is the one ``cls.write_example`` writes in a temporary
+    folder (removed after), or, if it writes none, the one its ``Config`` defaults read.
     """
     who = _who(Kind.DATASET, cls, name)
-    config = _make_config(who, cls, config)
+    if config is not None:
+        _check_splits(who, cls, _make_config(who, cls, config), max_examples)
+        return
+    with tempfile.TemporaryDirectory(prefix="ctxseg-example-") as root:
+        table = _write_example(who, cls, Path(root))
+        try:
+            config = _make_config(who, cls, table)
+        except AssertionError as error:
+            if table is None:
+                raise AssertionError(f"{error}\n(a dataset read from files writes an example of its layout: "
+                                     "SegmentationDataset.write_example)") from None
+            raise
+        _check_splits(who, cls, config, max_examples)
+
+
+def _write_example(who: str, cls: type, root: Path) -> dict[str, Any] | None:
+    """The parameter table of the dataset ``cls.write_example`` writes under ``root``; None if it writes none."""
+    write = getattr(cls, "write_example", None)
+    if write is None:
+        return None
+    try:
+        return write(root)
+    except Exception as error:  # noqa: BLE001 - whatever the writer raised is the plugin's
+        raise AssertionError(f"{who}: write_example raised {type(error).__name__}: {error}") from error
+
+
+def _check_splits(who: str, cls: type, config: Any, max_examples: int) -> None:
     for split in ("train", "val"):
         where = f"split {split!r}"
         dataset = _construct(who, lambda: cls(config, split), where)

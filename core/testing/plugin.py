@@ -17,10 +17,11 @@ def check_plugin(module: str, distribution: str, components: Mapping[tuple[str, 
     """A plugin's registration contract, for its own tests.
 
     Its hook declares each ``(kind, name)`` of ``components`` with a summary and an
-    example (a dataset that reads data from disk may have none), loading to the given
-    class; once installed, entry-point discovery attributes them to ``distribution`` at
-    its installed version; and listing them (importing ``module`` and calling its hook)
-    does not import torch, so ``ctxseg plugins`` and ``ctxseg --help`` stay fast.
+    example (a dataset that reads data from disk may have none: the kit checks it on what
+    its class's ``write_example`` writes), loading to the given class; once installed,
+    entry-point discovery attributes them to ``distribution`` at its installed version; and
+    listing them (importing ``module`` and calling its hook) does not import torch, so
+    ``ctxseg plugins`` and ``ctxseg --help`` stay fast.
     """
     registry = Registry(autoload=False)
     registry.register(importlib.import_module(module), distribution)

@@ -80,6 +80,13 @@ class ADE20K(OfficialDataset):
         self.open_split(images, labels, config, where=f"{root} ({name})")
 
     @classmethod
+    def write_example(cls, root: Path) -> dict[str, Any]:
+        """ADEChallengeData2016's layout with two ``training`` images and one ``validation``."""
+        from ctxseg_datasets.fixtures import write_ade20k  # it imports this module
+
+        return {"root": str(write_ade20k(root, {"training": 2, "validation": 1}))}
+
+    @classmethod
     def output_formats(cls) -> dict[str, Any]:
         return {"ade20k": annotation_png}
 

@@ -75,6 +75,14 @@ class Cityscapes(OfficialDataset):
         self.open_split(images, labels, config, where=f"{root} ({name})")
 
     @classmethod
+    def write_example(cls, root: Path) -> dict[str, Any]:
+        """Cityscapes' layout with one ``train`` image in each of two cities and one ``val``."""
+        from ctxseg_datasets.fixtures import write_cityscapes  # it imports this module
+
+        write_cityscapes(root, {"train": {"aachen": 1, "bochum": 1}, "val": {"frankfurt": 1}})
+        return {"root": str(root)}
+
+    @classmethod
     def output_formats(cls) -> dict[str, Any]:
         return {"cityscapes": labelid_png}
 

@@ -19,6 +19,7 @@ every pixel. ``ignore_index`` 255 never occurs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import attrs
 from torch import Tensor
@@ -102,6 +103,15 @@ class PascalContext(OfficialDataset):
         images = {i: root / "JPEGImages" / f"{i}.jpg" for i in ids}
         labels = {i: annotations / "trainval" / f"{i}.mat" for i in ids}
         self.open_split(images, labels, config, where=f"{root} ({name})")
+
+    @classmethod
+    def write_example(cls, root: Path) -> dict[str, Any]:
+        """VOC 2010's and PASCAL-Context's layouts with two ``train`` images and one ``val``."""
+        from ctxseg_datasets.fixtures import write_pascal_context  # it imports this module
+
+        voc2010, annotations = write_pascal_context(root, {"train": ["2008_000002", "2008_000003"],
+                                                           "val": ["2008_000007"]})
+        return {"root": str(voc2010), "annotations": str(annotations)}
 
     def read_label(self, path: Path) -> Tensor:
         return map_labels(load_mat_labels(path, "LabelMap"), self.table, path,

@@ -1,9 +1,9 @@
 """Hook implementations of the ctxseg-datasets plugin (published as entry point ``datasets``).
 
 Only records here, no torch import: ``ctxseg plugins`` lists them without loading any
-dataset code. They have no ``example``: they read data from disk. The plugin's tests
-run the dataset contract on tiny datasets written in the official layouts by
-:mod:`ctxseg_datasets.fixtures`.
+dataset code. They have no ``example`` table: they read data from disk, so each class's
+``write_example`` writes a tiny dataset in its official layout (with
+:mod:`ctxseg_datasets.fixtures`), which ``ctxseg.testing`` checks them on.
 """
 
 from ctxseg.registry import Component, hookimpl

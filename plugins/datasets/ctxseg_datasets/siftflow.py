@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import attrs
 from torch import Tensor
@@ -82,6 +83,15 @@ class SiftFlow(OfficialDataset):
         images = {i: image_dir / f"{i}.jpg" for i in ids}
         labels = {i: root / "SemanticLabels" / FOLDER / f"{i}.mat" for i in ids}
         self.open_split(images, labels, config, where=f"{root} ({name})")
+
+    @classmethod
+    def write_example(cls, root: Path) -> dict[str, Any]:
+        """SiftFlow's layout with three images, one of them in the test list ``root/test.txt`` (``val``)."""
+        from ctxseg_datasets.fixtures import write_siftflow  # it imports this module
+
+        base = write_siftflow(root, ["coast_arnat59", "coast_bea1", "street_par177"])
+        (root / "test.txt").write_text("street_par177\n")
+        return {"root": str(base), "test_list": str(root / "test.txt")}
 
     def read_label(self, path: Path) -> Tensor:
         return map_labels(load_mat_labels(path, "S"), TABLE, path, "SiftFlow labels 0-33")

@@ -97,6 +97,15 @@ class VOC2012(OfficialDataset):
         self.open_split(images, labels, config, where=f"{root} ({name})")
 
     @classmethod
+    def write_example(cls, root: Path) -> dict[str, Any]:
+        """VOC 2012's layout with two ``train`` images and one ``val``, read with ``train = "train"``
+        (``train_aug`` needs SBD's too)."""
+        from ctxseg_datasets.fixtures import write_voc2012  # it imports this module
+
+        base = write_voc2012(root, {"train": ["2007_000032", "2007_000039"], "val": ["2007_000033"]})
+        return {"root": str(base), "train": "train"}
+
+    @classmethod
     def output_formats(cls) -> dict[str, Any]:
         return {"voc": voc_png}
 

@@ -48,44 +48,48 @@ def _mat(variable: str, field: str | None = None, dtype=np.uint16):
     return write
 
 
+def _example(cls: type, tmp: Path) -> tuple[object, Path]:
+    """The config of the dataset ``cls.write_example`` writes (what the contract kit checks), and its root."""
+    config = cls.Config(**cls.write_example(tmp))
+    return config, Path(config.root)
+
+
 def voc_layout(tmp: Path) -> Layout:
-    root = fixtures.write_voc2012(tmp, {"train": ["2007_000032", "2007_000039"], "val": ["2007_000033"]})
-    return Layout(voc.VOC2012, voc.VOC2012.Config(root=str(root), train="train"),
+    config, root = _example(voc.VOC2012, tmp)
+    return Layout(voc.VOC2012, config,
                   lambda i: root / "JPEGImages" / f"{i}.jpg", lambda i: root / "SegmentationClass" / f"{i}.png",
                   _png("P"), 21, r"label values \[21\] are neither class indices in \[0, 21\) nor the ignore index 255")
 
 
 def context_layout(tmp: Path) -> Layout:
-    root, annotations = fixtures.write_pascal_context(tmp, {"train": ["2008_000002", "2008_000003"],
-                                                            "val": ["2008_000007"]})
-    return Layout(pascal_context.PascalContext,
-                  pascal_context.PascalContext.Config(root=str(root), annotations=str(annotations)),
+    config, root = _example(pascal_context.PascalContext, tmp)
+    annotations = Path(config.annotations)
+    return Layout(pascal_context.PascalContext, config,
                   lambda i: root / "JPEGImages" / f"{i}.jpg", lambda i: annotations / "trainval" / f"{i}.mat",
                   _mat("LabelMap"), 999, r"label values \[999\] are not PASCAL-Context label ids \(0-459 of labels.txt\)")
 
 
 def siftflow_layout(tmp: Path) -> Layout:
-    root = fixtures.write_siftflow(tmp, ["coast_arnat59", "coast_bea1", "street_par177"])
-    (tmp / "test.txt").write_text("street_par177\n")
+    config, root = _example(siftflow.SiftFlow, tmp)
     folder = siftflow.FOLDER
-    return Layout(siftflow.SiftFlow, siftflow.SiftFlow.Config(root=str(root), test_list=str(tmp / "test.txt")),
+    return Layout(siftflow.SiftFlow, config,
                   lambda i: root / "Images" / folder / f"{i}.jpg", lambda i: root / "SemanticLabels" / folder / f"{i}.mat",
                   _mat("S", dtype=np.int16), 34, r"label values \[34\] are not SiftFlow labels 0-33")
 
 
 def ade_layout(tmp: Path) -> Layout:
-    root = fixtures.write_ade20k(tmp, {"training": 2, "validation": 1})
+    config, root = _example(ade20k.ADE20K, tmp)
     split = {"ADE_train_00000001": "training", "ADE_train_00000002": "training", "ADE_val_00000001": "validation"}
-    return Layout(ade20k.ADE20K, ade20k.ADE20K.Config(root=str(root)),
+    return Layout(ade20k.ADE20K, config,
                   lambda i: root / "images" / split[i] / f"{i}.jpg", lambda i: root / "annotations" / split[i] / f"{i}.png",
                   _png(), 151, r"label values \[151\] are not ADE20K labels 0-150")
 
 
 def cityscapes_layout(tmp: Path) -> Layout:
-    root = fixtures.write_cityscapes(tmp, {"train": {"aachen": 1, "bochum": 1}, "val": {"frankfurt": 1}})
+    config, root = _example(cityscapes.Cityscapes, tmp)
     city = lambda i: i.split("_")[0]  # noqa: E731
     split = lambda i: "val" if city(i) == "frankfurt" else "train"  # noqa: E731
-    return Layout(cityscapes.Cityscapes, cityscapes.Cityscapes.Config(root=str(root)),
+    return Layout(cityscapes.Cityscapes, config,
                   lambda i: root / "leftImg8bit" / split(i) / city(i) / f"{i}_leftImg8bit.png",
                   lambda i: root / "gtFine" / split(i) / city(i) / f"{i}_gtFine_labelIds.png",
                   _png(), 34, r"label values \[34\] are not Cityscapes labelIds 0-33")
