@@ -35,8 +35,8 @@ import attrs
 from ctxseg.data import scenes_v1, scenes_v2
 from ctxseg.data.folder import FolderDataset, write_classes, write_sample
 from ctxseg.data.scene_art import CLASSES, PALETTE
-from ctxseg.engine.runtime import one_thread
 from ctxseg.errors import DataError
+from ctxseg.threads import one_thread
 
 __all__ = ["CLASSES", "CONTEXT_PAIRS", "PALETTE", "VERSIONS",
            "ContextScenes", "dataset_dir", "ensure_generated", "sample_seed"]

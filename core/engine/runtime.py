@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -12,21 +11,7 @@ from ctxseg.engine.distributed import local_rank
 from ctxseg.errors import SpecError
 from ctxseg.spec import RunSpec
 
-__all__ = ["Runtime", "choose_device", "choose_precision", "one_thread"]
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread within the block: for loops of tiny ops (scene rendering, contract
-    checks, the build-time dry forward), where on a busy machine idle worker threads spinning
-    for a core make the work several times slower (scene generation 7 s -> 1.5 s, a
-    ResNet-152 dry forward 5.6 s -> 0.2 s on two shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+__all__ = ["Runtime", "choose_device", "choose_precision"]
 
 
 def choose_device(requested: str, cuda_available: bool, local_rank: int = 0) -> torch.device:

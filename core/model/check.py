@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from ctxseg.engine.runtime import one_thread
 from ctxseg.errors import ComponentError, CtxsegError
 from ctxseg.registry import default_registry
 from ctxseg.spec import ModelSpec, Ref
+from ctxseg.threads import one_thread
 
 if TYPE_CHECKING:
     from ctxseg.model.assemble import SegmentationModel

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from ctxseg.engine.runtime import one_thread
 from ctxseg.errors import SpecError
 from ctxseg.registry import Kind
 from ctxseg.spec.convert import structure
+from ctxseg.threads import one_thread
 
 BATCH = 2
 """Two samples: enough to see leakage across the batch, and batch norm trains on it."""
