@@ -1,5 +1,6 @@
 """The gradient-measured receptive field equals the textbook value on known stacks, and the
-figure ``ctxseg inspect`` composes from declarations equals the measured one."""
+figure ``ctxseg inspect`` composes from declarations equals the measured one and the one
+computed by hand."""
 
 from __future__ import annotations
 
@@ -75,19 +76,32 @@ def test_field_covering_the_input_is_reported_as_whole(stack_registered):
 RESNET18 = {"name": "base.resnet", "depth": 18, "output_stride": 8}
 
 
-@pytest.mark.parametrize(("backbone", "context", "size"), [
-    (RESNET18, [{"name": "base.fcn", "channels": 8}], (512, 512)),  # examples/fcn_resnet18.toml: 459 x 459
-    ({**RESNET18, "output_stride": 16}, [{"name": "base.fcn", "channels": 8}, {"name": "base.scores"}], (512, 480)),
-    ({**RESNET18, "name": "pspnet.resnet"}, [{"name": "fcrn.classifier", "kernel": 3, "dilation": 6}], (512, 512)),
-    (RESNET18, [{"name": "pspnet.pyramid_pooling", "bins": [1, 3], "channels": 8}], (128, 128)),  # global
-    (RESNET18, [{"name": "base.fcn", "channels": 8}], (256, 256)),  # the whole input
+# Expected fields by hand, layer by layer: r += (kernel - 1) * dilation * jump, jump *= stride.
+# ResNet-18's c5 sees 435 pixels at output stride 8 or 16 (dilation keeps the field), 439 with
+# the deep stem (its three 3x3 convs, the first /2, see 11 pixels where the 7x7/2 conv sees 7);
+# a head's window of side f at stride s adds (f - 1) * s. The centre output pixel c is
+# interpolated from score pixels floor((c + 0.5) / s - 0.5) and the next one (+ s), and the
+# window is clipped to the input; None: it covers the input.
+@pytest.mark.parametrize(("backbone", "context", "size", "expected"), [
+    # examples/fcn_resnet18.toml: 435 + 2 * 8 = 451 around score pixels 31 and 32
+    (RESNET18, [{"name": "base.fcn", "channels": 8}], (512, 512), (451 + 8, 451 + 8)),
+    # 435 + 2 * 16 = 467 (base.scores is 1x1) around rows 15 and 16, and columns 14 and 15:
+    # [14 * 16 - 233, 15 * 16 + 233] = [-9, 473], clipped at 0
+    ({**RESNET18, "output_stride": 16}, [{"name": "base.fcn", "channels": 8}, {"name": "base.scores"}], (512, 480),
+     (467 + 16, 474)),
+    # deep stem, a 3x3 classifier at dilation 6 (f = 13): 439 + 12 * 8 = 535 > 512
+    ({**RESNET18, "name": "pspnet.resnet"}, [{"name": "fcrn.classifier", "kernel": 3, "dilation": 6}], (512, 512),
+     None),
+    (RESNET18, [{"name": "pspnet.pyramid_pooling", "bins": [1, 3], "channels": 8}], (128, 128), None),  # global
+    (RESNET18, [{"name": "base.fcn", "channels": 8}], (256, 256), None),  # 459 > 256
+    # MMSegmentation's ResNetV1c and FCNHead: two 3x3 convs and concat's (f = 7): 439 + 6 * 8 = 487
     ({**RESNET18, "stem": "deep"}, [{"name": "base.fcn", "channels": 8, "convs": 2, "concat_input": True}],
-     (512, 512)),  # MMSegmentation's ResNetV1c and FCNHead
+     (512, 512), (487 + 8, 487 + 8)),
 ])
-def test_declared_field_equals_the_measured_one(backbone, context, size):
+def test_declared_and_measured_fields_are_the_hand_computed_one(backbone, context, size, expected):
     spec = spec_from_dict({"model": {"backbone": backbone, "context": context}})
     model = SegmentationModel(spec.model, num_classes=2, pretrained=False)
-    assert declared_receptive_field(model, size) == receptive_field(model, size)
+    assert declared_receptive_field(model, size) == receptive_field(model, size) == expected
 
 
 def test_declared_field_of_resnet18_is_the_textbook_one():
