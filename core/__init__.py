@@ -15,7 +15,13 @@ Python, a trained model labels images as ``ctxseg predict`` does::
 
 __version__ = "0.1.0"
 
-__all__ = ["Inference", "evaluate", "load"]
+__all__ = ["Inference", "PLUGIN_API", "evaluate", "load"]
+
+PLUGIN_API = ("ctxseg.nn", "ctxseg.interfaces", "ctxseg.registry", "ctxseg.data", "ctxseg.spec", "ctxseg.errors",
+              "ctxseg.testing")
+"""The modules a plugin may import, each as the module itself (``ctxseg.data``, not
+``ctxseg.data.folder``); the rest of ctxseg is internal. ``tests/test_architecture.py``
+holds every plugin to it."""
 
 
 def load(weights, *, backend=None, passes=None, test=None):

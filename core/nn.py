@@ -1,7 +1,7 @@
 """The building blocks a plugin may use, in one place: ctxseg's public API for component authors.
 
 Everything a paper plugin extends or reuses is here, and plugins import nothing else
-from ctxseg's internals (``.importlinter`` enforces it in CI); beside this module, a
+from ctxseg's internals (``tests/test_architecture.py`` enforces it); beside this module, a
 plugin may use :mod:`ctxseg.interfaces` (what to implement), :mod:`ctxseg.registry`
 (how to register), :mod:`ctxseg.data` (dataset building blocks), :mod:`ctxseg.spec`
 (the spec's types), :mod:`ctxseg.errors` and :mod:`ctxseg.testing`.
