@@ -81,6 +81,7 @@ PROTOCOLS = {
 }
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_onnxruntime_labels_like_torch_fp32_where_the_answer_is_determined(weights, exported, protocol):
     """The protocol's views, windows and averages run in torch around either backend's
@@ -174,6 +175,7 @@ def test_the_int8_file_holds_quantized_operators_and_its_metadata(int8, weights)
     assert json.loads(meta["ctxseg.classes"]) == info.classes and json.loads(meta["ctxseg.spec"]) == info.spec
 
 
+@pytest.mark.numerics
 def test_predict_and_eval_run_the_int8_file_and_it_labels_most_determined_pixels_as_fp32(int8, weights, tmp_path,
                                                                                         capsys):
     reference, _ = Inference.from_weights(weights, test={"precision": "fp32"})
