@@ -4,9 +4,11 @@ for speed: that this took effect, and that neither the figures nor the loaded mo
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -31,11 +33,31 @@ def built(path: str) -> tuple[SegmentationModel, SegmentationModel]:
     return fast, SegmentationModel(spec.model, 8, pretrained=False)
 
 
+def parameters_in_file(path: Path) -> Counter[str]:
+    """Parameters per component of a weights file, counted from its tensors (all but batch norm's
+    statistics) and named as inspect reports them."""
+    counts: Counter[str] = Counter()
+    for key, tensor in safetensors.torch.load_file(path).items():
+        if not key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            part, index = key.split(".")[:2]
+            name = {"context": f"context[{index}]", "aux": f"aux.{index} (training only)"}.get(part, part)
+            counts[name] += tensor.numel()
+    return counts
+
+
 @pytest.mark.parametrize("path", SPECS)
-def test_inspect_reports_the_figures_of_the_model_training_builds(path):
+def test_inspect_reports_the_figures_of_the_model_training_builds(path, tmp_path):
     fast, trained = built(path)
-    assert summarize(fast, (96, 64)) == summarize(trained, (96, 64))
+    figures = summarize(fast, (96, 64))
+    assert figures == summarize(trained, (96, 64))
     assert {k: v.shape for k, v in fast.state_dict().items()} == {k: v.shape for k, v in trained.state_dict().items()}
+    # the parameters inspect reports are those training saves
+    save_weights(tmp_path / "model.safetensors", trained, {}, [str(i) for i in range(8)], [(i, i, i) for i in range(8)])
+    saved = parameters_in_file(tmp_path / "model.safetensors")
+    reported = figures["parameters"]
+    assert {part: n for part, n in reported.items() if n and part not in ("total", "inference")} == saved
+    assert reported["total"] == saved.total()
+    assert reported["inference"] == sum(n for part, n in saved.items() if not part.startswith("aux."))
 
 
 def test_inspect_draws_no_weight():
