@@ -432,7 +432,8 @@ class Unwritten(FolderDataset):
 @pytest.mark.parametrize(("cls", "message"), [
     (WithoutVal, r"'WithoutVal': constructor raised DataError: .*val: split folder not found .*\(split 'val'\)"),
     (FailingWriter, r"'FailingWriter': write_example raised OSError: disk full"),
-    (Unwritten, r"'Unwritten': its parameter table \{\} does not fit its Config:(.|\n)*SegmentationDataset\.write_example"),
+    (Unwritten, r"'Unwritten': its parameter table \{\} does not fit its Config:(?s:.*)"
+                r"SegmentationDataset\.write_example"),
 ])
 def test_dataset_check_names_a_bad_example(cls: type, message: str) -> None:
     with pytest.raises(AssertionError, match=message):
