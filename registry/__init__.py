@@ -1,6 +1,7 @@
-"""Plugin discovery: hook specifications, component records and the registry."""
+"""Plugin discovery: hook specifications, component and converter records, and the registry."""
 
 from .component import Component, Kind
+from .converter import Conversion, Converter
 from .discovery import (
     AUTOLOAD_ENV,
     STRICT_ENV,
@@ -16,6 +17,8 @@ __all__ = [
     "AUTOLOAD_ENV",
     "STRICT_ENV",
     "Component",
+    "Conversion",
+    "Converter",
     "Kind",
     "PluginFailure",
     "PluginWarning",

@@ -61,13 +61,18 @@ class Component:
 
     def load(self) -> type:
         """Import and return the implementing class."""
-        if not isinstance(self.target, str):
-            return self.target
-        module_name, _, attr = self.target.partition(":")
-        try:
-            return getattr(importlib.import_module(module_name), attr)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as error:  # whatever its import raises (SystemExit too) is the plugin's
-            raise PluginError(f"{self.kind} {self.name!r} of plugin distribution {self.distribution!r} "
-                              f"cannot be imported from {self.target!r}: {type(error).__name__}: {error}") from error
+        return import_target(self.target, f"{self.kind} {self.name!r} of plugin distribution {self.distribution!r}")
+
+
+def import_target(target: str | Any, owner: str) -> Any:
+    """What ``target`` names as ``"module:attr"``, imported (a non-string is returned as is); a
+    :class:`PluginError` naming ``owner`` if the import fails."""
+    if not isinstance(target, str):
+        return target
+    module_name, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # whatever its import raises (SystemExit too) is the plugin's
+        raise PluginError(f"{owner} cannot be imported from {target!r}: {type(error).__name__}: {error}") from error

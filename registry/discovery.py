@@ -1,4 +1,4 @@
-"""Building the component registry from built-ins, entry points and in-process plugins."""
+"""Building the registry of components and converters from built-ins, entry points and in-process plugins."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import difflib
 import importlib.metadata
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import pluggy
 
-from ctxseg.errors import PluginError
+from ctxseg.errors import PluginError, WeightsError
 
 from . import hookspec
 from .component import Component, Kind
+from .converter import Conversion, Converter
 
 __all__ = ["AUTOLOAD_ENV", "STRICT_ENV", "PluginFailure", "PluginWarning", "Registry"]
 
@@ -24,6 +26,8 @@ STRICT_ENV = "CTXSEG_STRICT_PLUGINS"
 """Set to a non-empty value to make a plugin that fails to load a fatal error."""
 
 _BUILTIN = "ctxseg.builtin.plugin"
+_HOOKS = {"ctxseg_components": (Component, "components"), "ctxseg_converters": (Converter, "converters")}
+"""Each hook, the record it returns and what those are called."""
 
 
 class PluginFailure(Warning):
@@ -43,7 +47,7 @@ class PluginWarning(UserWarning):
 
 
 class Registry:
-    """Every component known to this process, keyed by kind and name.
+    """Every component known to this process, keyed by kind and name, and every converter.
 
     :param autoload: load plugins from the ``ctxseg`` entry-point group (default: unless
         ``CTXSEG_DISABLE_PLUGIN_AUTOLOAD`` is set).
@@ -51,9 +55,10 @@ class Registry:
         raises :class:`PluginError` instead of a :class:`PluginFailure` warning (default:
         ``CTXSEG_STRICT_PLUGINS``).
 
-    A name registered twice keeps its first registration and the later one is disabled
-    (reported once, in :attr:`failures`): built-ins load first, then entry points sorted by
-    distribution, so installing a plugin never changes or breaks what a name already meant.
+    A name (of a kind, or of a converter) registered twice keeps its first registration and
+    the later one is disabled (reported once, in :attr:`failures`): built-ins load first, then
+    entry points sorted by distribution, so installing a plugin never changes or breaks what
+    a name already meant.
     """
 
     def __init__(self, *, autoload: bool | None = None, strict: bool | None = None):
@@ -62,6 +67,7 @@ class Registry:
         self._pm = pluggy.PluginManager(hookspec.PROJECT)
         self._pm.add_hookspecs(hookspec)
         self._components: dict[tuple[Kind, str], Component] = {}
+        self._converters: dict[str, Converter] = {}
 
         self._add(importlib.import_module(_BUILTIN), "ctxseg", _own_version())
         if autoload if autoload is not None else not os.environ.get(AUTOLOAD_ENV):
@@ -96,11 +102,14 @@ class Registry:
         self._pm.register(plugin, name=name)
         try:
             self._pm.check_pending()  # a misspelt hook name is the plugin's bug, caught early
-            impls = [impl for impl in self._pm.hook.ctxseg_components.get_hookimpls() if impl.plugin_name == name]
-            declared = [c for impl in impls for c in impl.function()]
-            for c in declared:
-                if not isinstance(c, Component):
-                    raise TypeError(f"ctxseg_components() must return Component records, got {c!r}")
+            declared: dict[str, list[Any]] = {}
+            for hook, (record, _) in _HOOKS.items():
+                impls = [impl for impl in getattr(self._pm.hook, hook).get_hookimpls() if impl.plugin_name == name]
+                if impls:
+                    declared[hook] = [r for impl in impls for r in impl.function()]
+                for r in declared.get(hook, ()):
+                    if not isinstance(r, record):
+                        raise TypeError(f"{hook}() must return {record.__name__} records, got {r!r}")
         except (PluginError, KeyboardInterrupt):
             self._pm.unregister(name=name)
             raise
@@ -108,28 +117,37 @@ class Registry:
             self._pm.unregister(name=name)
             self._fail(distribution, error)
             return
-        if not impls:
+        if not declared:
             warnings.warn(PluginWarning(f"{where}: {_describe(plugin)} implements no ctxseg hook "
-                                        "(expected a @hookimpl function ctxseg_components)"), stacklevel=3)
-        elif not declared:
-            warnings.warn(PluginWarning(f"{where}: ctxseg_components() registers no components"), stacklevel=3)
+                                        f"(expected a @hookimpl function {' or '.join(_HOOKS)})"), stacklevel=3)
+        for hook, records in declared.items():
+            if not records:
+                warnings.warn(PluginWarning(f"{where}: {hook}() registers no {_HOOKS[hook][1]}"), stacklevel=3)
         prefixes = _prefixes(distribution, entry_point)
-        for c in declared:
+        for c in declared.get("ctxseg_components", ()):
             c = attrs.evolve(c, distribution=distribution, version=version)
-            other = self._components.get((c.kind, c.name))
-            if other is not None:
-                clash = (f"{c.kind} {c.name!r} is registered by two plugin distributions: {other.distribution!r} "
-                         f"and {distribution!r}; uninstall one of them, or rename it in {distribution!r}")
-                if self.strict:
-                    raise PluginError(clash)
-                self._fail(distribution, PluginError(f"{clash}; until then the later registration "
-                                                     f"(from {distribution!r}) is disabled"))
-                continue
-            if prefixes and c.name.partition(".")[0] not in prefixes:
-                warnings.warn(PluginWarning(
-                    f"{where}: {c.kind} {c.name!r} lacks the plugin's prefix "
-                    f"({' or '.join(f'{p}.' for p in sorted(prefixes))}); names are <plugin>.<term>"), stacklevel=3)
-            self._components[c.kind, c.name] = c
+            self._admit(self._components, (c.kind, c.name), str(c.kind), c, where, prefixes)
+        for c in declared.get("ctxseg_converters", ()):
+            c = attrs.evolve(c, distribution=distribution, version=version)
+            self._admit(self._converters, c.name, "converter", c, where, prefixes)
+
+    def _admit(self, records: dict[Any, Any], key: Any, label: str, record: Component | Converter, where: str,
+               prefixes: set[str]) -> None:
+        """Keep ``record`` under ``key`` unless another distribution registered it first."""
+        other, distribution = records.get(key), record.distribution
+        if other is not None:
+            clash = (f"{label} {record.name!r} is registered by two plugin distributions: {other.distribution!r} "
+                     f"and {distribution!r}; uninstall one of them, or rename it in {distribution!r}")
+            if self.strict:
+                raise PluginError(clash)
+            self._fail(distribution, PluginError(f"{clash}; until then the later registration "
+                                                 f"(from {distribution!r}) is disabled"))
+            return
+        if prefixes and record.name.partition(".")[0] not in prefixes:
+            warnings.warn(PluginWarning(
+                f"{where}: {label} {record.name!r} lacks the plugin's prefix "
+                f"({' or '.join(f'{p}.' for p in sorted(prefixes))}); names are <plugin>.<term>"), stacklevel=4)
+        records[key] = record
 
     def _fail(self, distribution: str, error: BaseException) -> None:
         failure = PluginFailure(distribution, error)
@@ -155,6 +173,27 @@ class Registry:
             raise LookupError(
                 f"unknown {kind} {name!r}{hint} (registered: {', '.join(known) or 'none'})"
             ) from None
+
+    def converters(self, reads: str | None = None) -> list[Converter]:
+        """All converters (of what they read), in the order :meth:`recognise` tries them:
+        ctxseg's own, then the plugins' sorted by distribution."""
+        return [c for c in self._converters.values() if reads is None or c.reads == reads]
+
+    def recognise(self, reads: str, state: Mapping[str, Any]) -> Conversion:
+        """The conversion of the first converter of ``reads`` that recognises the tensors ``state``.
+
+        :raise WeightsError: none does (the message says what each expects), or the one that
+            does cannot convert them.
+        :raise PluginError: a converter failed; the message names its plugin distribution.
+        """
+        converters = self.converters(reads)
+        for converter in converters:
+            if (conversion := converter.convert(state)) is not None:
+                return conversion
+        expected = f"expected {' or '.join(c.summary or c.name for c in converters)}" if converters else \
+            f"no converter reads {reads!r}"
+        raise WeightsError(f"not a {reads} ctxseg can convert: {expected}; its first keys are "
+                           f"{', '.join(list(state)[:5])}")
 
 
 def _prefixes(distribution: str, entry_point: str) -> set[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import pluggy
 
 from .component import Component
+from .converter import Converter
 
 PROJECT = "ctxseg"
 
@@ -42,4 +43,20 @@ def ctxseg_components() -> list[Component]:
         point's name). A name (of a kind) another distribution registered first is
         disabled and reported, the first registration kept. All results are collected
         (not first-result).
+    """
+
+
+@hookspec
+def ctxseg_converters() -> list[Converter]:
+    """Declare the checkpoint layouts of other libraries this plugin teaches ``ctxseg convert``.
+
+    Called once per plugin when the registry is built. Keep it cheap, as
+    :func:`ctxseg_components`: :class:`~ctxseg.registry.Converter` records whose ``target``
+    is an import path, imported when a checkpoint is converted.
+
+    :return: the plugin's converters, named ``<plugin>.<term>`` like components, a name
+        another distribution registered first disabled and reported. ``ctxseg convert`` tries
+        the converters of each ``reads`` in registration order, ctxseg's own first, and takes
+        the first that recognises the tensors, so a plugin adds layouts but never changes
+        how a checkpoint that converted before converts.
     """

@@ -11,8 +11,10 @@ import safetensors.torch
 import torch
 import torchvision
 
+from ctxseg.builtin.convert import VOC_CLASSES
 from ctxseg.cli import main
-from ctxseg.engine.convert import VOC_CLASSES, convert, palette
+from ctxseg.data import voc_palette
+from ctxseg.engine.convert import convert
 from ctxseg.errors import WeightsError
 from ctxseg.files.weights import read_weights
 from ctxseg.model.blocks import upsample
@@ -108,7 +110,7 @@ def test_a_checkpoint_that_needs_unpickling_code_is_refused(tmp_path):
 
 
 def test_palette_is_vocs():
-    assert palette(21)[15] == (192, 128, 128)  # VOC's person
+    assert voc_palette(21)[15] == (192, 128, 128)  # VOC's person
 
 
 def test_cli_converts_and_predict_runs_on_the_result(tmp_path, capsys):

@@ -1,6 +1,6 @@
-"""Hook implementations of the built-in plugin: the baseline components."""
+"""Hook implementations of the built-in plugin: the baseline components and their checkpoints' converters."""
 
-from ctxseg.registry import Component, hookimpl
+from ctxseg.registry import Component, Converter, hookimpl
 
 
 @hookimpl
@@ -32,4 +32,16 @@ def ctxseg_components() -> list[Component]:
         Component("dataset", "base.context_scenes", "ctxseg.data.context_scenes:ContextScenes",
                   "procedural scenes where context decides the class (generated on first use)",
                   example={"train_size": 8, "val_size": 4, "image_size": 64}),
+    ]
+
+
+@hookimpl
+def ctxseg_converters() -> list[Converter]:
+    return [
+        Converter("checkpoint", "base.torchvision", "ctxseg.builtin.convert:torchvision",
+                  "torchvision's fcn/deeplabv3 keys (backbone.conv1.weight, classifier.0.weight)"),
+        Converter("checkpoint", "base.mmsegmentation", "ctxseg.builtin.convert:mmsegmentation",
+                  "MMSegmentation's (backbone.stem.0.weight, decode_head.conv_seg.weight)"),
+        Converter("mmsegmentation.decode_head", "base.mmsegmentation_fcn_head",
+                  "ctxseg.builtin.convert:mmsegmentation_fcn_head", "MMSegmentation's FCNHead (convs.0.conv.weight)"),
     ]

@@ -11,7 +11,25 @@ from torch import Tensor
 
 from ctxseg.files.atomic import atomic_path
 
-__all__ = ["colorize", "overlay", "panel", "plot_curves", "save_png"]
+__all__ = ["colorize", "overlay", "panel", "plot_curves", "save_png", "voc_palette"]
+
+
+def voc_palette(count: int) -> list[tuple[int, int, int]]:
+    """PASCAL VOC's colour map (the devkit's ``labelcolormap.m``) for ``count`` classes.
+
+    The bits of a class index are spread over the high bits of red, green and blue, so
+    neighbouring indices get very different colours; index 255 is (224, 224, 192).
+    """
+    colours = []
+    for index in range(count):
+        r = g = b = 0
+        for shift in range(7, -1, -1):
+            r |= (index & 1) << shift
+            g |= (index >> 1 & 1) << shift
+            b |= (index >> 2 & 1) << shift
+            index >>= 3
+        colours.append((r, g, b))
+    return colours
 
 
 def colorize(mask: Tensor, palette: Sequence[tuple[int, int, int]]) -> Image.Image:

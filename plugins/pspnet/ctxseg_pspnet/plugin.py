@@ -5,7 +5,7 @@ loading any model code. PSPNet's deep supervision (Sec. 4) needs no component of
 own: it is the core's ``[[model.aux]]`` table with ``base.fcn`` on ``c4``, ``weight = 0.4``.
 """
 
-from ctxseg.registry import Component, hookimpl
+from ctxseg.registry import Component, Converter, hookimpl
 
 
 @hookimpl
@@ -21,4 +21,13 @@ def ctxseg_components() -> list[Component]:
             "ResNet with PSPNet's deep stem (three 3x3 convs replace the 7x7), output stride 8/16/32",
             example={"depth": 18},
         ),
+    ]
+
+
+@hookimpl
+def ctxseg_converters() -> list[Converter]:
+    return [
+        Converter("mmsegmentation.decode_head", "pspnet.mmsegmentation_psp_head",
+                  "ctxseg_pspnet.convert:mmsegmentation_psp_head",
+                  "MMSegmentation's PSPHead (psp_modules.0.1.conv.weight)"),
     ]
