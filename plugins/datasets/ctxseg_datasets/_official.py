@@ -1,4 +1,4 @@
-"""What the official-layout datasets share: split lists, MATLAB label files, lookup tables, colours.
+"""What the official-layout datasets share: split lists, MATLAB label files, lookup tables.
 
 Every error is a :class:`~ctxseg.errors.DataError` that names the file or folder and
 what the official layout has there, so a wrong ``root`` says where it looked.
@@ -20,7 +20,7 @@ from ctxseg.data import FileDataset
 from ctxseg.errors import DataError
 
 __all__ = ["OfficialConfig", "OfficialDataset", "find_dir", "label_table", "load_mat_labels", "read_list",
-           "require_files", "split_key", "voc_colormap"]
+           "require_files", "split_key"]
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -57,25 +57,6 @@ class OfficialDataset(FileDataset):
         require_files(labels, "label file")
         ids = list(images)
         self.set_samples(ids, [images[i] for i in ids], [labels[i] for i in ids], skip_bad=config.skip_bad, where=where)
-
-
-def voc_colormap(n: int) -> list[tuple[int, int, int]]:
-    """PASCAL VOC's colour map (the devkit's ``labelcolormap.m``) for ``n`` classes.
-
-    The bits of class index i are spread over the high bits of R, G and B, so
-    neighbouring indices get very different colours; index 255 is (224, 224, 192).
-    """
-    colors = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for bit in range(7, -1, -1):
-            r |= (c & 1) << bit
-            g |= ((c >> 1) & 1) << bit
-            b |= ((c >> 2) & 1) << bit
-            c >>= 3
-        colors.append((r, g, b))
-    return colors
 
 
 def find_dir(path: str | Path, expected: str) -> Path:

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ctxseg.data import map_labels, read_index_png
+from ctxseg.data import map_labels, read_index_png, voc_palette
 from ctxseg.errors import DataError
 from ctxseg_datasets._official import (
     OfficialConfig,
@@ -29,7 +29,6 @@ from ctxseg_datasets._official import (
     find_dir,
     label_table,
     split_key,
-    voc_colormap,
 )
 
 __all__ = ["ADE20K", "CLASSES", "PALETTE", "annotation_png"]
@@ -53,7 +52,7 @@ CLASSES = (
     "clock", "flag",
 )
 # VOC's colour map from 1 (the devkit's color150.mat is not reproduced here)
-PALETTE = tuple(voc_colormap(len(CLASSES) + 1)[1:])
+PALETTE = tuple(voc_palette(len(CLASSES) + 1)[1:])
 # PNG value -> class index: 0 -> ignore, 1..150 -> 0..149.
 TABLE = label_table([(0, 255), *((k, k - 1) for k in range(1, len(CLASSES) + 1))], 256)
 

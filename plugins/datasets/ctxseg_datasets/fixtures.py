@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ctxseg.data import voc_palette
 from ctxseg_datasets import ade20k, cityscapes, pascal_context, siftflow, voc
-from ctxseg_datasets._official import voc_colormap
 
 __all__ = ["CONTEXT_IDS", "scene", "write_ade20k", "write_cityscapes", "write_pascal_context", "write_sbd",
            "write_siftflow", "write_voc2012"]
@@ -75,7 +75,7 @@ def write_voc2012(root: Path, splits: Mapping[str, Sequence[str]], size: tuple[i
         borders[:, 1:] |= labels[:, 1:] != labels[:, :-1]
         _save(_rgb(image), base / "JPEGImages" / f"{image_id}.jpg", quality=95)
         values = torch.where(borders, 255, labels).numpy()
-        _save(_palette_png(values, voc_colormap(256)), base / "SegmentationClass" / f"{image_id}.png")
+        _save(_palette_png(values, voc_palette(256)), base / "SegmentationClass" / f"{image_id}.png")
     lists = base / "ImageSets" / "Segmentation"
     lists.mkdir(parents=True, exist_ok=True)
     for name, names in {**splits, "trainval": sorted(set().union(*splits.values()))}.items():

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 from torch import Tensor
 
-from ctxseg.data import map_labels
+from ctxseg.data import map_labels, voc_palette
 from ctxseg.errors import DataError
 from ctxseg_datasets._official import (
     OfficialConfig,
@@ -34,7 +34,6 @@ from ctxseg_datasets._official import (
     load_mat_labels,
     read_list,
     split_key,
-    voc_colormap,
 )
 
 __all__ = ["CLASSES", "PALETTE", "PascalContext", "read_labels_txt"]
@@ -48,7 +47,7 @@ CLASSES = (
     "shelves", "sidewalk", "sign", "sky", "snow", "sofa", "table", "track", "train", "tree", "truck",
     "tvmonitor", "wall", "water", "window", "wood",
 )
-PALETTE = tuple(voc_colormap(len(CLASSES)))
+PALETTE = tuple(voc_palette(len(CLASSES)))
 
 
 def read_labels_txt(path: Path) -> dict[int, str]:

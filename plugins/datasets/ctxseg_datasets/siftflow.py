@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 from torch import Tensor
 
-from ctxseg.data import map_labels
+from ctxseg.data import map_labels, voc_palette
 from ctxseg.errors import DataError
 from ctxseg_datasets._official import (
     OfficialConfig,
@@ -32,7 +32,6 @@ from ctxseg_datasets._official import (
     load_mat_labels,
     read_list,
     split_key,
-    voc_colormap,
 )
 
 __all__ = ["CLASSES", "PALETTE", "SiftFlow", "standard_test_list"]
@@ -42,7 +41,7 @@ CLASSES = (
     "fence", "field", "grass", "moon", "mountain", "person", "plant", "pole", "river", "road", "rock", "sand",
     "sea", "sidewalk", "sign", "sky", "staircase", "streetlight", "sun", "tree", "window",
 )
-PALETTE = tuple(voc_colormap(len(CLASSES) + 1)[1:])  # VOC's colours from 1, as the labels count from 1
+PALETTE = tuple(voc_palette(len(CLASSES) + 1)[1:])  # VOC's colours from 1, as the labels count from 1
 FOLDER = "spatial_envelope_256x256_static_8outdoorcategories"
 # S value -> class index: 0 (unlabelled) -> ignore, 1..33 -> 0..32.
 TABLE = label_table([(0, 255), *((k, k - 1) for k in range(1, len(CLASSES) + 1))], len(CLASSES) + 1)

@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 from torch import Tensor
 
-from ctxseg.data import colorize, read_index_png
+from ctxseg.data import colorize, read_index_png, voc_palette
 from ctxseg.errors import DataError
 from ctxseg_datasets._official import (
     OfficialConfig,
@@ -35,14 +35,13 @@ from ctxseg_datasets._official import (
     load_mat_labels,
     read_list,
     split_key,
-    voc_colormap,
 )
 
 __all__ = ["CLASSES", "PALETTE", "VOC2012"]
 
 CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
            "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-PALETTE = tuple(voc_colormap(len(CLASSES)))
+PALETTE = tuple(voc_palette(len(CLASSES)))
 TRAIN_AUG = "train_aug"
 
 
@@ -121,5 +120,5 @@ def _voc_or_sbd(voc: Path, sbd: Path) -> Path:
 
 def voc_png(prediction: Tensor) -> Any:
     """The VOC evaluation server's format: a palette PNG of class indices in VOC's colour map."""
-    return colorize(prediction, voc_colormap(256))
+    return colorize(prediction, voc_palette(256))
 

@@ -13,10 +13,10 @@ import scipy.io
 import torch
 from PIL import Image
 
+from ctxseg.data import voc_palette
 from ctxseg.errors import DataError
 from ctxseg.testing import check_dataset
 from ctxseg_datasets import ade20k, cityscapes, fixtures, pascal_context, siftflow, voc
-from ctxseg_datasets._official import voc_colormap
 
 
 @attrs.frozen
@@ -36,7 +36,7 @@ def _png(mode: str = "L"):
     def write(path: Path, values: np.ndarray) -> None:
         image = Image.fromarray(values.astype(np.uint8), mode=mode)
         if mode == "P":  # without a full palette PNG would drop the values it has no colour for
-            image.putpalette([c for colour in voc_colormap(256) for c in colour])
+            image.putpalette([c for colour in voc_palette(256) for c in colour])
         image.save(path)
     return write
 

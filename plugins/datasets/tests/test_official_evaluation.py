@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from ctxseg.cli import main
+from ctxseg.data import voc_palette
 from ctxseg_datasets import ade20k, cityscapes, fixtures, voc
-from ctxseg_datasets._official import voc_colormap
 
 SPEC = """
 [model.backbone]
@@ -100,7 +100,7 @@ def test_voc_palette_pngs(tmp_path: Path) -> None:
     assert [p.name for p in out.iterdir()] == ["c.png"]
     with Image.open(out / "c.png") as image:
         assert image.mode == "P" and image.size == (32, 24)
-        assert image.getpalette()[:3 * 256] == [c for colour in voc_colormap(256) for c in colour]
+        assert image.getpalette()[:3 * 256] == [c for colour in voc_palette(256) for c in colour]
         assert set(np.unique(np.array(image))) <= set(range(len(voc.CLASSES)))
 
 

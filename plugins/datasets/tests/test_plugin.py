@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ctxseg.data import voc_palette
 from ctxseg.testing import check_plugin
 from ctxseg_datasets import ade20k, cityscapes, pascal_context, siftflow, voc
-from ctxseg_datasets._official import voc_colormap
 from ctxseg_datasets.fixtures import write_pascal_context
 
 # Written out here, not read from the code: PASCAL-Context's 59 classes of the 60-class
@@ -51,8 +51,8 @@ def test_class_tables(name: str, count: int) -> None:
     assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in module.PALETTE)
 
 
-def test_voc_colormap_is_the_devkits() -> None:
-    colours = voc_colormap(256)
+def test_voc_palette_is_the_devkits() -> None:
+    colours = voc_palette(256)
     assert colours[:3] == [(0, 0, 0), (128, 0, 0), (0, 128, 0)]
     assert colours[15] == (192, 128, 128)  # person
     assert colours[255] == (224, 224, 192)  # void
