@@ -73,26 +73,32 @@ def pytest_configure(config):
     torch.set_num_threads(int(os.environ.get("CTXSEG_TEST_THREADS", "1")))
 
 
+def _scored(weights):
+    """The fp32 inference set-up of a weights file, its val split, and the model's scores
+    ``(N, K, H, W)`` of the split's images, in one batch."""
+    import torch
+
+    from ctxseg.engine.inference import Inference
+
+    inference, _ = Inference.from_weights(weights, test={"precision": "fp32"})
+    dataset = inference.spec.data.dataset
+    val = dataset.load()(dataset.config, "val")
+    with torch.inference_mode():
+        images = torch.stack([inference.transform(val[i][0], None)[0] for i in range(len(val))])
+        return inference, val, inference.module(images)["out"]
+
+
 def _undetermined(one, two) -> int:
     """Pixels of the val split that the models of weights files ``one`` and ``two`` may label
     differently in evaluations run in another batch or memory format than here: where the first
     model's two best fp32 scores are within twice the largest distance between such evaluations,
     the two models' measured difference plus the fp32 summation bound of another order."""
-    import torch
-
-    from ctxseg.engine.inference import Inference
     from ctxseg.testing.tolerance import determined, summation_bound
 
-    scores = []
-    for weights in (one, two):
-        inference, _ = Inference.from_weights(weights, test={"precision": "fp32"})
-        dataset = inference.spec.data.dataset
-        val = dataset.load()(dataset.config, "val")
-        with torch.inference_mode():
-            images = torch.stack([inference.transform(val[i][0], None)[0] for i in range(len(val))])
-            scores.append(inference.module(images)["out"])
-    bound = (scores[0] - scores[1]).abs().max().item() + summation_bound(inference.model, scores[0].abs().max().item())
-    return int((~determined(scores[0], bound)).sum())
+    inference, _, first = _scored(one)
+    second = _scored(two)[2]
+    bound = (first - second).abs().max().item() + summation_bound(inference.model, first.abs().max().item())
+    return int((~determined(first, bound)).sum())
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +107,26 @@ def undetermined():
     (one weights file twice: evaluated in another batch or memory format). Two evaluations' confusion
     matrices may differ by twice that many counts (each such pixel moves from one cell to another)."""
     return _undetermined
+
+
+def _counted_confusion(weights):
+    """The confusion matrix of a weights file's model on its val split, counted without ctxseg's
+    evaluation: each labelled pixel's label and the argmax of its scores, tallied by numpy."""
+    import numpy as np
+    import torch
+
+    _, val, scores = _scored(weights)
+    labels = torch.stack([val[i][1] for i in range(len(val))]).numpy().ravel()
+    predicted = scores.argmax(1).numpy().ravel()
+    kept = labels != val.ignore_index
+    counts = np.zeros((len(val.classes), len(val.classes)), dtype=np.int64)
+    np.add.at(counts, (labels[kept], predicted[kept]), 1)
+    return torch.from_numpy(counts)
+
+
+@pytest.fixture(scope="session")
+def counted_confusion():
+    """``counted_confusion(weights)``: an oracle for evaluate(), the val split's confusion matrix
+    (rows: labels, columns: predictions) counted directly from the model's scores, in one batch in
+    fp32; an evaluation's may differ from it as two evaluations' may (``undetermined``)."""
+    return _counted_confusion

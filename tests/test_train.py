@@ -18,7 +18,8 @@ from ctxseg.spec import load_spec
 pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
 
 
-def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, capsys, undetermined):
+def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, capsys, undetermined,
+                                       counted_confusion):
     out = tmp_path / "run"
     assert main(["train", str(tiny_spec_file), "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -35,8 +36,11 @@ def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, ca
     evaluated = json.loads(capsys.readouterr().out)
     # eval runs channels_last, training the spec's contiguous format: near-tied scores may round
     # apart, so the confusion matrices agree up to the pixels rounding can flip
+    flips = 2 * undetermined(out / "model.safetensors", out / "model.safetensors")
     moved = (torch.tensor(evaluated["confusion"]) - torch.tensor(metrics["final"]["confusion"])).abs().sum()
-    assert moved <= 2 * undetermined(out / "model.safetensors", out / "model.safetensors")
+    assert moved <= flips
+    # and with the matrix counted directly from the model's scores
+    assert (torch.tensor(evaluated["confusion"]) - counted_confusion(out / "model.safetensors")).abs().sum() <= flips
     assert evaluated["boundary_width"] == 7
     assert 0 <= evaluated["boundary_accuracy"] <= 1 and 0 <= evaluated["internal_accuracy"] <= 1
 
