@@ -237,6 +237,14 @@ def test_write_sample_rejects_bad_tensors(tmp_path: Path) -> None:
         write_sample(tmp_path, "train", "a", image, mask - 1, PALETTE)
 
 
+def test_files_are_written_by_the_atomic_writer_which_clears_an_interrupted_write(root: Path) -> None:
+    stale = root / "train" / "masks" / ".a.png.x1y2.tmp"  # what a killed write of masks/a.png leaves
+    stale.mkdir()
+    with pytest.warns(UserWarning, match=f"removed {re.escape(str(stale))}, left by an interrupted write of a.png"):
+        write_sample(root, "train", "a", *_sample(), PALETTE)
+    assert not stale.exists() and not [p for p in root.rglob("*") if p.name.startswith(".")]
+
+
 def test_skip_bad_leaves_out_and_counts_bad_samples(root: Path) -> None:
     (root / "train" / "images" / "b.png").write_bytes(b"not a png")
     with pytest.warns(UserWarning, match=rf"^{_e(root / 'train')}: skipped 1 of 2 samples with bad data "

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
 
 import attrs
 import torch
@@ -36,6 +34,7 @@ from torch import Tensor
 
 from ctxseg.data.samples import IMAGE_SUFFIXES, FileDataset
 from ctxseg.errors import DataError
+from ctxseg.files.atomic import atomic_path
 
 __all__ = ["IMAGE_SUFFIXES", "FolderDataset", "write_classes", "write_sample"]
 
@@ -99,13 +98,11 @@ def write_classes(root: str | os.PathLike[str], classes: Sequence[str],
     """Write ``ROOT/classes.json`` atomically, creating ROOT if needed."""
     if len(classes) != len(palette):
         raise ValueError(f"{len(classes)} classes but {len(palette)} palette colours")
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     content = {"classes": [{"name": name, "color": [int(c) for c in color]}
                            for name, color in zip(classes, palette)],
                "ignore_index": ignore_index}
-    text = json.dumps(content, indent=2) + "\n"
-    _atomic_write(root / "classes.json", lambda f: f.write(text.encode()))
+    with atomic_path(Path(root) / "classes.json") as tmp:
+        tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
 
 def write_sample(root: str | os.PathLike[str], split: str, stem: str, image: Tensor, mask: Tensor,
@@ -122,8 +119,6 @@ def write_sample(root: str | os.PathLike[str], split: str, stem: str, image: Ten
     if mask.dtype.is_floating_point or int(mask.min()) < 0 or int(mask.max()) > 255:
         raise ValueError("mask must hold integer class indices in [0, 255]")
     split_dir = Path(root) / split
-    (split_dir / "images").mkdir(parents=True, exist_ok=True)
-    (split_dir / "masks").mkdir(parents=True, exist_ok=True)
     rgb = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
     indices = Image.frombytes("P", (mask.shape[1], mask.shape[0]),
                               mask.to(torch.uint8).contiguous().numpy().tobytes())
@@ -131,20 +126,9 @@ def write_sample(root: str | os.PathLike[str], split: str, stem: str, image: Ten
     colors[: len(palette)] = [tuple(c) for c in palette]
     colors[ignore_index] = _IGNORE_COLOR
     indices.putpalette([int(v) for color in colors for v in color])
-    _atomic_write(split_dir / "images" / f"{stem}.png", lambda f: rgb.save(f, format="PNG"))
-    _atomic_write(split_dir / "masks" / f"{stem}.png", lambda f: indices.save(f, format="PNG"))
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    for picture, folder in ((rgb, "images"), (indices, "masks")):
+        with atomic_path(split_dir / folder / f"{stem}.png") as tmp:
+            picture.save(tmp, format="PNG")
 
 
 def _read_classes(path: Path) -> tuple[list[str], list[tuple[int, int, int]], int]:
