@@ -54,9 +54,9 @@ def ctxseg_converters() -> list[Converter]:
     :func:`ctxseg_components`: :class:`~ctxseg.registry.Converter` records whose ``target``
     is an import path, imported when a checkpoint is converted.
 
-    :return: the plugin's converters, named ``<plugin>.<term>`` like components, a name
-        another distribution registered first disabled and reported. ``ctxseg convert`` tries
-        the converters of each ``reads`` in registration order, ctxseg's own first, and takes
-        the first that recognises the tensors, so a plugin adds layouts but never changes
-        how a checkpoint that converted before converts.
+    :return: the plugin's converters, named ``<plugin>.<term>`` like components (a name
+        another distribution registered first is disabled and reported). ``ctxseg convert``
+        tries the converters of each ``reads`` in registration order, ctxseg's own first, and
+        takes the first that recognises the tensors, so a plugin adds layouts but never
+        changes how a checkpoint that converted before converts.
     """
