@@ -13,6 +13,9 @@ from ctxseg.cli import main
 from ctxseg.files.weights import save_weights
 from ctxseg.model import SegmentationModel
 from ctxseg.spec import load_spec, spec_from_dict
+from ctxseg.testing.tolerance import summation_bound
+
+pytestmark = pytest.mark.numerics  # derived tolerances, rerun by .ci/portability
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -56,9 +59,8 @@ def test_exports_with_dynamic_sizes_and_onnxruntime_agrees(tmp_path, name):
     assert exported.shape == ("batch", 3, "height", "width")
     checks = list(verify_onnx(exported, inference))
     assert [c.shape for c in checks] == [(1, 3, 80, 112), (2, 3, 99, 75)]  # sizes not divisible by the strides
-    for check in checks:
-        assert check.max_abs_diff < 1e-4
-        assert check.argmax_agreement > 0.999
+    for check in checks:  # onnxruntime's kernels sum in their own order (so every determined label agrees too)
+        assert check.max_abs_diff <= summation_bound(inference.model, check.scale), check
 
 
 def test_a_model_the_exporter_cannot_trace_for_every_size_is_exported_at_the_traced_size(tmp_path, monkeypatch,

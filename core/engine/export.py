@@ -6,7 +6,8 @@ auxiliary heads (they run only in training). Input ``image``: ``(N, 3, H, W)`` f
 RGB, normalized as the spec's ``[data]`` says, ``(pixel / 255 - mean) / std``; output
 ``scores``: ``(N, K, H, W)`` class scores (before softmax) at input size. The ``[test]``
 protocol (windows, scales, flips) is left to the caller. The metadata (ONNX
-``metadata_props``) carries the class names, palette, normalization, opset and spec.
+``metadata_props``) carries the class names, palette, normalization, opset and spec (with
+the plugins that supplied it), so that ``ctxseg predict`` and ``eval`` run the file alone.
 
 The exporter is PyTorch's dynamo-based one (``torch.onnx.export(..., dynamo=True)``, via
 ``torch.export``), with batch, height and width dynamic. A model whose forward cannot be
@@ -138,6 +139,8 @@ class Check:
     shape: tuple[int, ...]
     max_abs_diff: float
     argmax_agreement: float
+    scale: float
+    """The largest PyTorch score: what a rounding bound on the difference scales with."""
 
 
 def verify_onnx(exported: Exported, inference: Inference, sizes: Sequence[tuple[int, int, int]] = ((1, 80, 112),
