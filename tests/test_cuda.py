@@ -28,6 +28,7 @@ from ctxseg.files.checkpoint import rng_key
 from ctxseg.files.weights import read_weights
 from ctxseg.model import SegmentationModel
 from ctxseg.spec import RunSpec, load_spec
+from ctxseg.testing.tolerance import TF32, training_bound
 
 pytestmark = [
     pytest.mark.cuda,
@@ -116,9 +117,20 @@ def test_compiled_training_reaches_the_weights_eager_training_reaches(tmp_path, 
     assert 0 < metrics["first_step_seconds"] <= metrics["train_seconds"]
     expected = read_weights(tmp_path / "eager" / "model.safetensors")[0]
     fused = read_weights(tmp_path / "compiled" / "model.safetensors")[0]
-    assert expected.keys() == fused.keys()
+    _within_training_rounding(fused, expected, compiled)
+
+
+def _within_training_rounding(got: dict, expected: dict, spec: Path) -> None:
+    """Two trainings of ``spec`` (batch 2, 48 px) that round differently end within the training
+    bound of TF32 (CUDA's fp32 convolutions) of how far each tensor moved from its initial value."""
+    torch.manual_seed(load_spec(spec).run.seed)
+    model = SegmentationModel(load_spec(spec).model, 8)  # as training drew it: context scenes' 8 classes
+    initial = model.state_dict()
+    assert expected.keys() == got.keys()
     for key, value in expected.items():
-        assert torch.allclose(fused[key].float(), value.float(), rtol=1e-3, atol=1e-5), key
+        moved = (value.double() - initial[key].double()).abs().max().item()
+        torch.testing.assert_close(got[key], value, rtol=0, atol=training_bound(model, moved, 2 * 48 * 48, TF32),
+                                   msg=key)
 
 
 @pytest.fixture
@@ -188,11 +200,5 @@ def test_cli_trains_on_the_gpu_and_resumes_a_killed_run(tmp_path, tiny_spec_text
 
     history = json.loads((killed / "metrics.json").read_text())["history"]
     assert [h["step"] for h in history if "mean_iou" in h] == [2, 4]
-    expected = read_weights(straight / "model.safetensors")[0]
-    resumed = read_weights(killed / "model.safetensors")[0]
-    assert expected.keys() == resumed.keys()
-    for key, value in expected.items():
-        if value.is_floating_point():
-            assert (resumed[key] - value).abs().max() <= 1e-3 * value.abs().max() + 1e-6, key
-        else:
-            assert resumed[key].equal(value), key
+    _within_training_rounding(read_weights(killed / "model.safetensors")[0],
+                              read_weights(straight / "model.safetensors")[0], Path(spec))

@@ -25,19 +25,25 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CONFIDENCE", "autocast_bound", "determined", "layers", "rounding_bound", "summation_bound", "training_bound",
+__all__ = ["CONFIDENCE", "TF32", "autocast_bound", "determined", "layers", "rounding_bound", "summation_bound", "training_bound",
            "unit_roundoff"]
 
 CONFIDENCE = 6.0
 """lambda of the probabilistic bound: it fails with probability 2 exp(-18) = 3e-8 per value."""
 
 
-def unit_roundoff(dtype: torch.dtype) -> float:
-    """``u``: the largest relative error of rounding one value to ``dtype`` (fp32 2**-24, bf16 2**-8)."""
-    return torch.finfo(dtype).eps / 2
+TF32 = "tf32"
+"""The format CUDA's fp32 convolutions and matrix products round their inputs to by default
+(Ampere and later): fp32's range with 10 mantissa bits. Pass it where a dtype is asked for."""
 
 
-def rounding_bound(dtype: torch.dtype, roundings: int, scale: float) -> float:
+def unit_roundoff(dtype: torch.dtype | str) -> float:
+    """``u``: the largest relative error of rounding one value to ``dtype`` (fp32 2**-24, bf16 2**-8,
+    :data:`TF32` 2**-11)."""
+    return 2.0 ** -11 if dtype == TF32 else torch.finfo(dtype).eps / 2
+
+
+def rounding_bound(dtype: torch.dtype | str, roundings: int, scale: float) -> float:
     """How far ``roundings`` independent roundings to ``dtype``, each of a term of ``scale``, move a result."""
     return CONFIDENCE * math.sqrt(roundings) * unit_roundoff(dtype) * scale
 
@@ -52,7 +58,7 @@ def layers(model: nn.Module) -> tuple[int, int]:
     return len(summing), max(lengths, default=1)
 
 
-def summation_bound(model: nn.Module, scale: float, dtype: torch.dtype = torch.float32) -> float:
+def summation_bound(model: nn.Module, scale: float, dtype: torch.dtype | str = torch.float32) -> float:
     """How far two runs of ``model`` in ``dtype`` that sum in different orders (another ISA,
     thread count or library) can differ on outputs of ``scale``: each run's ``depth`` layers
     add at most ``length`` roundings to each output, and the two runs' errors add."""
@@ -60,7 +66,7 @@ def summation_bound(model: nn.Module, scale: float, dtype: torch.dtype = torch.f
     return 2 * rounding_bound(dtype, depth * length, scale)
 
 
-def training_bound(model: nn.Module, scale: float, positions: int, dtype: torch.dtype = torch.float32) -> float:
+def training_bound(model: nn.Module, scale: float, positions: int, dtype: torch.dtype | str = torch.float32) -> float:
     """How far two trainings of ``model`` that sum in different orders can end apart after a few
     steps, on weights that moved by ``scale``. A weight's gradient sums a term per position of the
     batch (``positions``: its pixels) of random sign in an untrained network: the terms' magnitudes
