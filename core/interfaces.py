@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "INTERFACES",
     "Backbone",
     "ContextHead",
     "Fusion",
@@ -247,3 +248,17 @@ class SegmentationDataset(torch.utils.data.Dataset, abc.ABC):
 
     @abc.abstractmethod
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]: ...
+
+
+INTERFACES: dict[str, type] = {
+    "backbone": Backbone,
+    "context_head": ContextHead,
+    "fusion": Fusion,
+    "loss": Loss,
+    "schedule": Schedule,
+    "optimizer": torch.optim.Optimizer,
+    "dataset": SegmentationDataset,
+    "metric": Metric,
+    "passes": Passes,
+}
+"""What a component of each kind (a :class:`ctxseg.registry.Kind`'s value) is an instance of."""

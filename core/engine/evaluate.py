@@ -22,7 +22,8 @@ __all__ = ["evaluate"]
 
 
 def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequence[MetricRef] = (), *,
-             keep: int = 0, progress: bool = True) -> tuple[dict[str, Any], list[tuple[int, Tensor, Tensor, Tensor]]]:
+             keep: int = 0, progress: bool = True,
+             source: str = "<spec>") -> tuple[dict[str, Any], list[tuple[int, Tensor, Tensor, Tensor]]]:
     """Label every sample as the inference's ``[test]`` protocol says, a batch of
     ``test.batch`` samples at a time, read by ``data.workers`` loader processes; return
     the metrics (with the protocol and precision used, under ``"inference"``) and examples.
@@ -37,15 +38,18 @@ def evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequen
         their results merged into the returned metrics.
     :param keep: how many ``(index, image, mask, prediction)`` examples to return for pictures
         (those among this process's samples).
+    :param source: the spec the metrics come from, which an error in building one names.
     """
     with distributed.session(inference.runtime.device):
-        return _evaluate(inference, dataset, metrics, keep=keep, progress=progress and distributed.rank() == 0)
+        return _evaluate(inference, dataset, metrics, keep=keep, progress=progress and distributed.rank() == 0,
+                         source=source)
 
 
-def _evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequence[MetricRef], *,
-              keep: int, progress: bool) -> tuple[dict[str, Any], list[tuple[int, Tensor, Tensor, Tensor]]]:
+def _evaluate(inference: Inference, dataset: SegmentationDataset, metrics: Sequence[MetricRef], *, keep: int,
+              progress: bool, source: str) -> tuple[dict[str, Any], list[tuple[int, Tensor, Tensor, Tensor]]]:
     confusion = ConfusionMatrix(len(dataset.classes), dataset.ignore_index)
-    measures = [ref.load()(ref.config, dataset.classes, dataset.ignore_index) for ref in metrics]
+    measures = [ref.build(dataset.classes, dataset.ignore_index, key=f"metrics[{i}]", source=source)
+                for i, ref in enumerate(metrics)]
     unsummed = [ref.name for ref, measure in zip(metrics, measures, strict=True) if not measure.sums]
     if distributed.world_size() > 1 and unsummed:
         raise CtxsegError(f"metric {unsummed[0]!r} declares no 'sums', so it cannot be evaluated across "

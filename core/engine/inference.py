@@ -65,7 +65,7 @@ class Inference:
         if model is not None:
             self.model = self.runtime.model(model)
             if passes is None:
-                passes = spec.run.passes.load()(spec.run.passes.config, self.model, source)
+                passes = spec.run.passes.build(self.model, source, key="run.passes", source=source)
             self.module = passes.inference(self.model)
         self.transform = EvalTransform(spec.data)
         self.candidates = self._candidates(backend, training, source)

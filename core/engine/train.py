@@ -46,10 +46,9 @@ PICTURES = 6
 """Validation images drawn into predictions/."""
 
 
-def _build_data(spec: Spec):
+def _build_data(spec: Spec, source: str):
     ref = spec.data.dataset
-    cls = ref.load()
-    return cls(ref.config, "train"), cls(ref.config, "val")
+    return ref.build("train", key="data.dataset", source=source), ref.build("val", key="data.dataset", source=source)
 
 
 def _objective(aux_weights: dict[str, float], criterion: nn.Module,
@@ -99,7 +98,7 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
         raise SpecError(f"{source}: data.batch_size: {spec.data.batch_size} is the global batch, split across "
                         f"the {ranks} processes of this run; it must divide by {ranks}")
     torch.manual_seed(run.seed)
-    train_set, val_set = _build_data(spec)
+    train_set, val_set = _build_data(spec, source)
     classes = train_set.classes
     if val_set.classes != classes:
         raise CtxsegError(f"{source}: the train and val splits disagree on the classes")
@@ -114,12 +113,13 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
     model = runtime.model(model)
     if ranks > 1 and run.sync_batch_norm and spec.model.batch_norm == "batch":
         distributed.synchronize_batch_norm(model, runtime.device)
-    passes = run.passes.load()(run.passes.config, model, source)  # a model it cannot run is named before training
+    passes = run.passes.build(model, source, key="run.passes", source=source)  # a model it cannot run is named here
     inference = Inference(model, spec, source=source, channels_last=None, passes=passes)  # training's format
     replica = _replicate(model, runtime, compile=run.compile)
-    criterion = spec.loss.load()(spec.loss.config, train_set.ignore_index)
-    optimizer = spec.optimizer.load()(spec.optimizer.config, [p for p in model.parameters() if p.requires_grad])
-    schedule = spec.schedule.load()(spec.schedule.config, run.steps)
+    criterion = spec.loss.build(train_set.ignore_index, key="loss", source=source)
+    optimizer = spec.optimizer.build([p for p in model.parameters() if p.requires_grad], key="optimizer",
+                                     source=source)
+    schedule = spec.schedule.build(run.steps, key="schedule", source=source)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     resolved = spec.to_dict()
 
@@ -164,7 +164,7 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
         if state.step % eval_every == 0 or state.step == run.steps:
             last = state.step == run.steps
             metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * (last or run.tensorboard),
-                                         progress=progress)
+                                         progress=progress, source=source)
             board.evaluation(state.step, metrics, examples)
             state.history.append({"step": state.step, **{k: v for k, v in metrics.items()
                                                           if k not in ("per_class_iou", "confusion")}})
@@ -176,7 +176,7 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
     bar.close()
     board.close()
     if not trains:  # resumed a finished run: nothing was trained, evaluate once
-        metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES, progress=progress)
+        metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES, progress=progress, source=source)
     speed = clock.report(spec.data.batch_size * run.accumulate, compiled=run.compile)
     if me:
         return metrics

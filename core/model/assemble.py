@@ -25,10 +25,9 @@ import attrs
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctxseg.errors import ComponentError, CtxsegError, SpecError
+from ctxseg.errors import SpecError
 from ctxseg.interfaces import Backbone
 from ctxseg.model.blocks import upsample
-from ctxseg.model.check import culprit
 from ctxseg.spec import ClassifierSpec, ModelSpec, ModuleRef
 
 __all__ = ["SegmentationModel", "submodule"]
@@ -59,7 +58,8 @@ class SegmentationModel(nn.Module):
             backbone_config = attrs.evolve(backbone_config, pretrained="")
         self._frozen: list[nn.Module] = []
         self.backbone: Backbone = self._maybe_freeze(
-            _build(source, "model.backbone", spec.backbone, backbone_config), spec.backbone)
+            attrs.evolve(spec.backbone, config=backbone_config).build(key="model.backbone", source=source),
+            spec.backbone)
         features = self.backbone.channels
 
         def feature(name: str, where: str) -> str:
@@ -72,8 +72,7 @@ class SegmentationModel(nn.Module):
         channels = features[self.input]
         self.context = nn.ModuleList()
         for i, ref in enumerate(spec.context):
-            head = self._maybe_freeze(
-                _build(source, f"model.context[{i}]", ref, ref.config, channels, num_classes), ref)
+            head = self._maybe_freeze(ref.build(channels, num_classes, key=f"model.context[{i}]", source=source), ref)
             self.context.append(head)
             channels = head.out_channels
 
@@ -88,8 +87,8 @@ class SegmentationModel(nn.Module):
             )
             in_channels = [channels if n == CONTEXT else features[n] for n in self.fusion_inputs]
             strides = [self.backbone.strides[self.input if n == CONTEXT else n] for n in self.fusion_inputs]
-            self.fusion = self._maybe_freeze(_build(source, "model.fusion", spec.fusion, spec.fusion.config,
-                                                    in_channels, strides, num_classes), spec.fusion)
+            self.fusion = self._maybe_freeze(
+                spec.fusion.build(in_channels, strides, num_classes, key="model.fusion", source=source), spec.fusion)
             last, channels, emits_scores = "model.fusion", self.fusion.out_channels, self.fusion.emits_scores
 
         if not emits_scores:
@@ -104,8 +103,7 @@ class SegmentationModel(nn.Module):
         self.aux_weights: dict[str, float] = {}
         for i, ref in enumerate(spec.aux):
             name = feature(ref.input, f"model.aux[{i}].input")
-            head = self._maybe_freeze(
-                _build(source, f"model.aux[{i}]", ref, ref.config, features[name], num_classes), ref)
+            head = self._maybe_freeze(ref.build(features[name], num_classes, key=f"model.aux[{i}]", source=source), ref)
             self.aux[name] = nn.Sequential(head, _classifier(head.out_channels, num_classes, ClassifierSpec()))
             self.aux_weights[f"aux.{name}"] = ref.weight
 
@@ -182,18 +180,6 @@ class SegmentationModel(nn.Module):
             return self.scores(images)
         size = images.shape[-2:]
         return {name: upsample(scores, size) for name, scores in self.scores(images).items()}  # (B, K, H, W)
-
-
-def _build(source: str, path: str, ref: ModuleRef, *args: object) -> nn.Module:
-    """Construct the component ``ref`` names; an exception in its constructor names its TOML path and plugin."""
-    cls = ref.load()
-    try:
-        return cls(*args)
-    except CtxsegError:
-        raise
-    except Exception as error:  # noqa: BLE001 - whatever a component's constructor raises is its own
-        raise ComponentError(f"{source}: {culprit(path, ref)}: constructor raised {type(error).__name__}: {error}") \
-            from error
 
 
 def submodule(model: nn.Module, path: str, where: str) -> nn.Module:

@@ -17,20 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from ctxseg.errors import ComponentError, CtxsegError
-from ctxseg.registry import default_registry
 from ctxseg.spec import ModelSpec, Ref
 from ctxseg.threads import one_thread
 
 if TYPE_CHECKING:
     from ctxseg.model.assemble import SegmentationModel
 
-__all__ = ["check_model", "culprit"]
-
-
-def culprit(path: str, ref: Ref) -> str:
-    """``model.context[1] (nonlocal.block, plugin ctxseg-nonlocal 0.1)``: where a component sits and who wrote it."""
-    component = default_registry().get(ref.kind, ref.name)
-    return f"{path} ({ref.name}, plugin {component.distribution} {component.version})".rstrip()
+__all__ = ["check_model"]
 
 
 def check_model(model: SegmentationModel, spec: ModelSpec, source: str = "<spec>") -> None:
@@ -54,14 +47,14 @@ def check_model(model: SegmentationModel, spec: ModelSpec, source: str = "<spec>
             features.update(output if isinstance(output, dict) else {})
             for name, channels in backbone.channels.items():
                 size = math.ceil(side / backbone.strides[name])
-                _compare(source, culprit(path, ref), output.get(name), f"output {name!r}", channels, (size, size),
+                _compare(source, ref.describe(path), output.get(name), f"output {name!r}", channels, (size, size),
                          f"declared stride {backbone.strides[name]} for a {side}x{side} image")
         elif module is model.fusion:
             size = math.ceil(side / model.output_stride)
-            _compare(source, culprit(path, ref), output, "output", module.out_channels, (size, size),
+            _compare(source, ref.describe(path), output, "output", module.out_channels, (size, size),
                      f"declared stride {model.output_stride} for a {side}x{side} image")
         else:  # a head keeps its input's size
-            _compare(source, culprit(path, ref), output, "output", module.out_channels, tuple(inputs[0].shape[-2:]),
+            _compare(source, ref.describe(path), output, "output", module.out_channels, tuple(inputs[0].shape[-2:]),
                      f"the size of its input, {'x'.join(map(str, inputs[0].shape[-2:]))}")
 
     handles = [m.register_forward_pre_hook(lambda m, i: running.append(parts[m][0])) for m in parts]
@@ -81,7 +74,7 @@ def check_model(model: SegmentationModel, spec: ModelSpec, source: str = "<spec>
         if not running:
             raise
         path, ref = next(v for v in parts.values() if v[0] == running[-1])
-        raise ComponentError(f"{source}: {culprit(path, ref)}: forward raised "
+        raise ComponentError(f"{source}: {ref.describe(path)}: forward raised "
                              f"{type(error).__name__}: {error}") from error
     finally:
         for handle in handles:

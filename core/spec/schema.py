@@ -15,12 +15,14 @@ backbone and the dataset. See ``examples/`` and the README for complete specs.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from typing import Any, ClassVar, Literal
 
 import attrs
 import tomli_w
 
+from ctxseg.errors import ComponentError, CtxsegError
 from ctxseg.registry import Kind, default_registry
 from ctxseg.spec.convert import InvalidValue, converter, unstructure
 
@@ -46,6 +48,40 @@ class Ref:
     def load(self) -> type:
         """The component's class."""
         return default_registry().get(self.kind, self.name).load()
+
+    def describe(self, key: str) -> str:
+        """``model.context[1] (nonlocal.block, plugin ctxseg-nonlocal 0.1)``: where the component
+        sits in the spec (``key``) and who wrote it."""
+        component = default_registry().get(self.kind, self.name)
+        return f"{key} ({self.name}, plugin {component.distribution} {component.version})".rstrip()
+
+    def build(self, *args: Any, key: str, source: str = "<spec>") -> Any:
+        """The component, constructed as ``cls(config, *args)``: what every part of ctxseg builds
+        a component with, so that a plugin's fault is named the same way everywhere.
+
+        A class left abstract, a constructor that raises (but a :class:`~ctxseg.errors.CtxsegError`,
+        which already says what to fix), or an object that is not an instance of its kind's
+        interface is a :class:`~ctxseg.errors.ComponentError` naming ``source``, the spec ``key``
+        (``loss``, ``model.context[1]``), the component and its plugin distribution.
+        """
+        from ctxseg.interfaces import INTERFACES  # torch: imported when a component is built, not when a spec is read
+
+        cls = self.load()
+        where = f"{source}: {self.describe(key)}"
+        if inspect.isabstract(cls):
+            raise ComponentError(f"{where}: class {cls.__qualname__} is abstract: it does not implement "
+                                 f"{', '.join(sorted(cls.__abstractmethods__))}")
+        try:
+            component = cls(self.config, *args)
+        except CtxsegError:
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever a component's constructor raises is its own
+            raise ComponentError(f"{where}: constructor raised {type(error).__name__}: {error}") from error
+        interface = INTERFACES[str(self.kind)]
+        if not isinstance(component, interface):
+            raise ComponentError(f"{where}: built a {type(component).__qualname__}, expected an instance of "
+                                 f"{interface.__module__}.{interface.__qualname__}")
+        return component
 
 
 @attrs.frozen

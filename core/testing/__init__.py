@@ -29,8 +29,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from ctxseg import interfaces
 from ctxseg.errors import PluginError
 from ctxseg.registry import Component, Kind
@@ -93,20 +91,9 @@ def check_component(
 
 
 def _infer_kind(cls: type) -> Kind:
-    bases = {
-        Kind.BACKBONE: interfaces.Backbone,
-        Kind.CONTEXT_HEAD: interfaces.ContextHead,
-        Kind.FUSION: interfaces.Fusion,
-        Kind.LOSS: interfaces.Loss,
-        Kind.SCHEDULE: interfaces.Schedule,
-        Kind.OPTIMIZER: torch.optim.Optimizer,
-        Kind.DATASET: interfaces.SegmentationDataset,
-        Kind.METRIC: interfaces.Metric,
-        Kind.PASSES: interfaces.Passes,
-    }
-    for kind, base in bases.items():
+    for kind, base in interfaces.INTERFACES.items():
         if isinstance(cls, type) and issubclass(cls, base):
-            return kind
+            return Kind(kind)
     raise TypeError(f"cannot tell which interface {cls!r} implements; pass kind= (one of {', '.join(Kind)})")
 
 
