@@ -142,40 +142,19 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from ctxseg.engine.distributed import rank, session
-    from ctxseg.engine.evaluate import evaluate
-    from ctxseg.engine.inference import Inference
-    from ctxseg.files.atomic import atomic_path, file_in_the_way
+    from ctxseg.engine.distributed import rank
+    from ctxseg.engine.eval_weights import evaluate_weights
     from ctxseg.metrics.report import metrics_table
-    from ctxseg.spec import MetricRef, PassesRef, load_spec
+    from ctxseg.spec import MetricRef, PassesRef
     from ctxseg.spec.convert import structure
 
-    if args.out and Path(args.out).is_dir():
-        raise CtxsegError(f"{args.out}: --out is a folder; expected the path of a JSON file to write")
-    if args.out and (blocking := file_in_the_way(Path(args.out).parent)) is not None:
-        raise CtxsegError(f"{args.out}: --out: {blocking} is an existing file; expected a folder for the JSON file")
     passes = structure(args.passes[-1], PassesRef, source="--passes") if args.passes else None
-    inference, info = Inference.from_weights(args.weights, passes=passes, test=_test_options(args))
-    spec = load_spec(args.spec) if args.spec else inference.spec
-    metrics = [*spec.metrics, *(structure(table, MetricRef, source=f"--metric {table['name']}")
-                                for table in args.metric)]
-    data = _eval_data(spec.data, args)
-    dataset = data.dataset.load()(data.dataset.config, args.split)
-    if dataset.classes != info.classes:
-        raise CtxsegError(f"{args.weights}: trained for classes {info.classes}, "
-                          f"but the {args.split} split has {dataset.classes}")
-    with session(inference.runtime.device):
-        if len(dataset):
-            inference.prepare(dataset[0][0].shape[-2:])  # under torchrun every process runs as the first chose
-        if not args.json and rank() == 0:
-            print(f"eval: {inference.describe()}")
-        results, _ = evaluate(inference, dataset, metrics, progress=not args.quiet)
-    if rank() != 0:  # under torchrun every process has the whole split's metrics; the first reports them
-        return
-    if args.out:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2) if args.json else metrics_table(results))
+    metrics = [structure(table, MetricRef, source=f"--metric {table['name']}") for table in args.metric]
+    results = evaluate_weights(args.weights, args.split, spec=args.spec, data_root=args.data_root, passes=passes,
+                               metrics=metrics, test=_test_options(args), out=args.out, announce=not args.json,
+                               progress=not args.quiet)
+    if rank() == 0:  # under torchrun every process has the whole split's metrics; the first reports them
+        print(json.dumps(results, indent=2) if args.json else metrics_table(results))
 
 
 def _test_options(args: argparse.Namespace) -> dict:
@@ -197,37 +176,6 @@ def _add_test_options(s: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", choices=["torch", "onnxruntime", "auto"],
                    help="torch (default), onnxruntime (the weights exported to ONNX once, cached, run on the CPU; "
                         "needs ctxseg[export]), or auto: the faster, measured as --precision auto is")
-
-
-def _eval_data(data, args: argparse.Namespace, doing: str = "evaluating"):
-    """The ``[data]`` eval (or export's calibration) reads: ``--data-root`` replaces the dataset's
-    root. A weights file's own root is used only where it exists: ctxseg never creates
-    (generates) data where a file's author chose. The folder read is printed (stderr)."""
-    import attrs
-
-    from ctxseg.data.context_scenes import ContextScenes, dataset_dir
-    from ctxseg.engine.distributed import rank
-
-    ref = data.dataset
-    if args.data_root:
-        if not attrs.has(type(ref.config)) or "root" not in attrs.fields_dict(type(ref.config)):
-            raise CtxsegError(f"--data-root: the dataset {ref.name!r} has no root to replace")
-        ref = attrs.evolve(ref, config=attrs.evolve(ref.config, root=args.data_root))
-        data = attrs.evolve(data, dataset=ref)
-    root = getattr(ref.config, "root", None)
-    if issubclass(ref.load(), ContextScenes):
-        root = dataset_dir(ref.config)
-    if root is None:
-        return data
-    root = Path(root).expanduser()
-    if not args.spec and not args.data_root and not root.exists():
-        raise CtxsegError(f"{args.weights}: its spec reads {ref.name!r} data from {root}, which does not exist "
-                          f"here; ctxseg {args.command} does not create data where a weights file says: pass "
-                          "--data-root DIR (the dataset's folder; context scenes are generated there if it is "
-                          "missing) or --spec SPEC (its [data] table)")
-    if rank() == 0:
-        print(f"ctxseg: {doing} on {ref.name!r} data, {args.split} split, in {root}", file=sys.stderr)
-    return data
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -275,10 +223,7 @@ def _export(args: argparse.Namespace) -> None:
 
 def _quantize(args: argparse.Namespace) -> None:
     """``ctxseg export --quantize int8 --calibrate N``: the int8 model, calibrated on the training split."""
-    from ctxseg.engine.quantize import quantize_int8
-    from ctxseg.files.weights import read_weights
-    from ctxseg.model.load import embedded_spec
-    from ctxseg.spec import load_spec
+    from ctxseg.engine.quantize import calibration_dataset, quantize_int8
 
     if args.calibrate is None:
         raise CtxsegError("--quantize int8 needs --calibrate N: how many training images to measure the "
@@ -286,9 +231,7 @@ def _quantize(args: argparse.Namespace) -> None:
     if args.verify:
         raise CtxsegError("--verify compares the fp32 export with PyTorch; check an int8 model with "
                           "ctxseg eval FILE.onnx, against the weights file's figures")
-    spec = load_spec(args.spec) if args.spec else embedded_spec(read_weights(args.weights)[1], args.weights)
-    data = _eval_data(spec.data, args, "calibrating")
-    dataset = data.dataset.load()(data.dataset.config, args.split)
+    dataset = calibration_dataset(args.weights, args.split, spec=args.spec, data_root=args.data_root)
     quantize_int8(args.weights, args.out, dataset, args.calibrate, progress=not args.quiet)
     print(f"wrote {args.out}: int8 (QDQ), calibrated on {args.calibrate} images of the {args.split} split; "
           f"run it with ctxseg predict|eval {args.out}")

@@ -243,6 +243,15 @@ class SegmentationDataset(torch.utils.data.Dataset, abc.ABC):
         """
         return None
 
+    @classmethod
+    def data_dir(cls, config: Any) -> Path | None:
+        """The folder the dataset of ``config`` reads, or None where it reads none (data made in
+        memory): by default the config's ``root``. ``ctxseg eval`` names it, and reads the folder a
+        weights file names only where it exists here, so that data is never created where a file says.
+        """
+        root = getattr(config, "root", None)
+        return None if root is None else Path(root)
+
     @abc.abstractmethod
     def __len__(self) -> int: ...
 

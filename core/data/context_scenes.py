@@ -120,6 +120,11 @@ class ContextScenes(FolderDataset):
         """The eight classes, without generating anything."""
         return list(CLASSES)
 
+    @classmethod
+    def data_dir(cls, config: Config) -> Path:
+        """The folder the scenes are generated in, then read from (:func:`dataset_dir`)."""
+        return dataset_dir(config)
+
 
 def dataset_dir(config: ContextScenes.Config) -> Path:
     """Where the dataset of ``config`` lives (``config.root``, or a folder in the cache)."""

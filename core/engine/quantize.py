@@ -27,13 +27,24 @@ from tqdm import tqdm
 
 from ctxseg.data.normalize import EvalTransform
 from ctxseg.engine import ort
+from ctxseg.engine.eval_weights import eval_dataset
 from ctxseg.errors import CtxsegError, DataError
 from ctxseg.files.atomic import atomic_path, check_output
 from ctxseg.files.weights import read_weights
 from ctxseg.interfaces import SegmentationDataset
 from ctxseg.model.load import embedded_spec
+from ctxseg.spec import load_spec
 
-__all__ = ["quantize_int8"]
+__all__ = ["calibration_dataset", "quantize_int8"]
+
+
+def calibration_dataset(weights: str | Path, split: str = "train", *, spec: str | Path | None = None,
+                        data_root: str | None = None) -> SegmentationDataset:
+    """The ``split`` that ``ctxseg export --quantize`` calibrates on: :func:`~ctxseg.engine.eval_weights.eval_dataset`'s
+    choice from the ``[data]`` table of ``spec`` (a spec file), or else of the weights file."""
+    data = (load_spec(spec) if spec else embedded_spec(read_weights(weights)[1], weights)).data
+    return eval_dataset(data, split, weights=weights, spec=spec, data_root=data_root, command="export",
+                        doing="calibrating")
 
 
 def quantize_int8(weights: str | Path, out: str | Path, dataset: SegmentationDataset, count: int, *,
