@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from ctxseg import __version__
-from ctxseg.errors import CtxsegError, DataError, PluginError
+from ctxseg.errors import CtxsegError, PluginError
 
 __all__ = ["main"]
 
@@ -70,60 +70,15 @@ def _table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
         print("  ".join([*(r[k].ljust(w) for k, w in zip(columns, widths, strict=False)), r[columns[-1]]]))
 
 
-def _class_names(spec, override: int | None) -> list[str]:
-    if override:
-        return [str(i) for i in range(override)]
-    ref = spec.data.dataset
-    try:
-        return ref.load().class_names(ref.config)
-    except DataError as error:
-        raise DataError(f"{error}\n(pass --classes N to inspect the model without its dataset)") from None
-
-
 def _inspect(args: argparse.Namespace) -> None:
-    from ctxseg.model.load import load_model
-    from ctxseg.model.summary import summarize
-    from ctxseg.model.undrawn import undrawn_model
-    from ctxseg.spec import load_spec
+    from ctxseg.model.report import inspect_report, report_text, resolved_spec
 
-    target = Path(args.target)
     if args.resolved:
-        spec = load_model(target)[1] if target.suffix == ".safetensors" else load_spec(target)
-        print(spec.to_toml(), end="")
+        print(resolved_spec(Path(args.target)).to_toml(), end="")
         return
-    if target.suffix == ".safetensors":
-        model, spec, info = load_model(target)
-        classes = info.classes
-    else:
-        spec = load_spec(target)
-        classes = _class_names(spec, args.classes)
-        model = undrawn_model(spec.model, len(classes), str(target))
-    report = {"source": str(target), "classes": len(classes),
-              **summarize(model, tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None,
-                          measure=args.measure_rf)}
-    passes = spec.run.passes.load()(spec.run.passes.config, model, str(target))
-    stride = getattr(passes.inference(model), "output_stride", model.output_stride)  # halved by FCRN's simulation
-    if stride != model.output_stride:
-        report["inference_output_stride"] = stride
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    print(f"{target}: {len(classes)} classes")
-    for name, count in report["parameters"].items():
-        print(f"  parameters {name:<28} {count:>13,}")
-    rf = report["receptive_field"]
-    print(f"  output stride                         {report['output_stride']:>13}")
-    if "inference_output_stride" in report:
-        print(f"  output stride at inference (run.passes) {report['inference_output_stride']:>11}")
-    if report["field_of_view"]:
-        print(f"  field of view (score layers)          {report['field_of_view']:>13}")
-    how, _, why = report["receptive_field_from"].partition(": ")
-    label = f"receptive field ({how} at {'x'.join(map(str, report['receptive_field_measured_at']))})"
-    if rf == "undeclared":
-        print(f"  receptive field: not declared ({why}); --measure-rf measures it")
-    else:
-        print(f"  {label:<38}{rf if isinstance(rf, str) else 'x'.join(map(str, rf)):>13}")
-    print(f"  output shape for {report['input_shape']}: {report['output_shape']}")
+    report = inspect_report(Path(args.target), tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None,
+                            measure=args.measure_rf, classes=args.classes)
+    print(json.dumps(report, indent=2) if args.json else report_text(report))
 
 
 def _train(args: argparse.Namespace) -> None:
