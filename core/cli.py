@@ -34,25 +34,10 @@ def _plugins(args: argparse.Namespace) -> None:
 
 
 def _check_plugins(registry, names: list[str], as_json: bool) -> None:
-    """``ctxseg plugins --check [NAME...]``: the contract kit on each installed component (or those
-    named, by component or distribution) with its example; a table, and an error if any fails."""
-    from ctxseg.testing import check_component
+    """``ctxseg plugins --check [NAME...]``: the contract kit's verdicts as a table, and an error if any fails."""
+    from ctxseg.testing.installed import check_installed
 
-    components = registry.components()
-    unknown = [n for n in names if not any(n in (c.name, c.distribution) for c in components)]
-    if unknown:
-        raise PluginError(f"--check: no installed component or plugin distribution {', '.join(map(repr, unknown))}")
-    rows = []
-    for c in components:
-        if names and c.name not in names and c.distribution not in names:
-            continue
-        try:
-            check_component(c)
-            verdict = "ok"
-        except Exception as error:  # noqa: BLE001 - a contract failure, or whatever else the component raised
-            verdict = str(error).splitlines()[0] if isinstance(error, AssertionError) else \
-                f"{type(error).__name__}: {error}".splitlines()[0]
-        rows.append({"component": c.name, "plugin": c.distribution, "version": c.version, "contract": verdict})
+    rows = check_installed(registry.components(), names)
     if as_json:
         print(json.dumps({"checks": rows}, indent=2))
     else:
