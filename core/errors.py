@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ComponentError", "CtxsegError", "DataError", "PluginError", "SpecError", "WeightsError"]
+__all__ = ["ComponentError", "CtxsegError", "DataError", "PluginError", "SpecError", "WeightsError", "WriteError"]
 
 
 class CtxsegError(Exception):
@@ -28,3 +28,24 @@ class WeightsError(CtxsegError):
 
 class DataError(CtxsegError):
     """A dataset file is missing, unreadable or inconsistent; the message names the file."""
+
+
+class WriteError(CtxsegError):
+    """A file could not be written: no space left, permission denied, a read-only file system.
+
+    The message names the file, why, what is intact and what to do: ``<path>: <reason>;
+    <intact>; <remedy> and <rerun>``. The writer knows the first two; a command that knows
+    more (a run's last checkpoint, the masks already written) says it with :meth:`saying`.
+    """
+
+    def __init__(self, path: object, reason: str, remedy: str, intact: str, rerun: str = "run again"):
+        super().__init__(path, reason, remedy, intact, rerun)  # all in args: it pickles (torchrun) as it is
+        self.path, self.reason, self.remedy = path, reason, remedy
+
+    def __str__(self) -> str:
+        path, reason, remedy, intact, rerun = self.args
+        return f"{path}: {reason}; {intact}; {remedy} and {rerun}"
+
+    def saying(self, intact: str, rerun: str = "run again") -> WriteError:
+        """The same fault, with what is intact and how to run again as the command knows them."""
+        return WriteError(self.path, self.reason, self.remedy, intact, rerun)

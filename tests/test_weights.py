@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import types
@@ -12,7 +13,7 @@ import safetensors.torch
 import torch
 
 from ctxseg.builtin.fcn import FCNHead
-from ctxseg.errors import WeightsError
+from ctxseg.errors import WeightsError, WriteError
 from ctxseg.files.weights import read_weights, save_weights
 from ctxseg.model import SegmentationModel
 from ctxseg.model.load import load_model
@@ -90,10 +91,11 @@ def test_failed_write_leaves_the_old_file(saved, monkeypatch):
     before = path.read_bytes()
 
     def boom(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(safetensors.torch, "save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match=f"^{path}: no space left on device; it was not written; the file "
+                                         "already there is unchanged; free space and run again$"):
         save_weights(path, model, spec.to_dict(), CLASSES, PALETTE)
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []

@@ -5,11 +5,17 @@ process left behind is recognisable: the next write of the same target removes i
 says so). The new file gets the mode a plain ``open()`` would give it under the umask,
 not the owner-only 0600 of :func:`tempfile.mkstemp`, so a run directory shared with a
 group stays readable.
+
+A write that fails (no space left, permission denied, a read-only file system) is a
+:class:`~ctxseg.errors.WriteError` naming the file, and Ctrl-C during one a
+``KeyboardInterrupt`` that does: the command can then say what is intact instead of
+printing a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -17,7 +23,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from ctxseg.errors import CtxsegError
+from ctxseg.errors import CtxsegError, WriteError
 
 __all__ = ["atomic_path", "check_output", "file_in_the_way"]
 
@@ -47,9 +53,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     ``atomic_path(path)`` removes it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path)
-    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(path)
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as error:
+        raise _write_error(path, error) from None
     tmp = folder / path.name
     try:
         yield tmp
@@ -57,8 +66,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        raise _write_error(path, error) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"{path} was not written") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_error(path: Path, error: OSError) -> WriteError:
+    """The WriteError of ``error``, raised while ``path`` was written: why, and what lets a second try succeed."""
+    folder = path.parent
+    reason, remedy = {
+        errno.ENOSPC: ("no space left on device", "free space"),
+        errno.EDQUOT: ("disk quota exceeded", "free space"),
+        errno.EROFS: ("read-only file system", f"make {folder} writable"),
+        errno.EACCES: ("permission denied", f"make {folder} writable"),
+        errno.EPERM: ("operation not permitted", f"make {folder} writable"),
+    }.get(error.errno, ((error.strerror or str(error)).lower(), "fix that"))
+    kept = "; the file already there is unchanged" if os.path.exists(path) else ""
+    return WriteError(path, reason, remedy, f"it was not written{kept}")
 
 
 def _remove_stale(path: Path) -> None:

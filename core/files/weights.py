@@ -9,6 +9,8 @@ component the spec names) and ``ctxseg.metrics`` (optional). No pickle is involv
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,12 @@ def write_tensors(path: str | Path, tensors: Mapping[str, Tensor], metadata: Map
     """Write a safetensors file atomically."""
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        safetensors.torch.save_file(plain, str(tmp), metadata=dict(metadata))
+        try:
+            safetensors.torch.save_file(plain, str(tmp), metadata=dict(metadata))
+        except safetensors.SafetensorError as error:  # an I/O error, as Rust formats it
+            if (code := re.search(r"\(os error (\d+)\)", str(error))) is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(tmp)) from None
 
 
 def save_weights(path: str | Path, model: nn.Module, spec: Mapping[str, Any], classes: list[str],
