@@ -121,9 +121,11 @@ def test_precision_and_memory_format_reach_the_training_step(tmp_path, tiny_spec
 
     hook = torch.nn.modules.module.register_module_forward_hook(record)
     try:
-        train(spec, tmp_path / "run", progress=False)
+        metrics = train(spec, tmp_path / "run", progress=False)
     finally:
         hook.remove()
+    # its evaluations ran in training's memory format, in [test]'s precision ("auto": fp32 on the CPU)
+    assert (metrics["inference"]["precision"], metrics["inference"]["channels_last"]) == ("fp32", channels_last)
     assert len(seen) > 20  # resnet18's convs, the FCN head's and the auxiliary head's, one step
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     assert all(out == dtype for _, _, out in seen)
@@ -176,3 +178,27 @@ def test_a_crop_smaller_than_the_output_stride_is_refused(tmp_path, tiny_spec_fi
     with pytest.raises(SpecError, match=r"spec: data.crop_size: 4 is smaller than the model's output stride 8"):
         train(spec, tmp_path / "run", source="spec")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_training_run_sets_up_one_runtime_and_one_passes(tmp_path, tiny_spec_file, monkeypatch):
+    """The device and threads are chosen once, and the passes that train the model also run its evaluations."""
+    from ctxseg.engine.runtime import Runtime
+    from ctxseg.interfaces import Passes
+
+    tiny_spec_file.write_text(tiny_spec_file.read_text().replace("steps = 4", "steps = 2"))
+    calls = []  # (method, object)
+
+    def recorded(method):
+        def call(self, *args, **kwargs):
+            calls.append((method.__qualname__, self))
+            return method(self, *args, **kwargs)
+        return call
+
+    for cls, name in [(Runtime, "__init__"), (Passes, "__init__"), (Passes, "backward"), (Passes, "inference")]:
+        monkeypatch.setattr(cls, name, recorded(getattr(cls, name)))
+    train(load_spec(tiny_spec_file), tmp_path / "run", progress=False)
+    assert len([obj for method, obj in calls if method == "Runtime.__init__"]) == 1
+    (passes,) = [obj for method, obj in calls if method == "Passes.__init__"]
+    assert {method for method, obj in calls if obj is passes} == {"Passes.__init__", "Passes.backward",
+                                                                  "Passes.inference"}
+    assert all(obj is passes for method, obj in calls if method.startswith("Passes."))

@@ -43,24 +43,26 @@ class Inference:
 
     ``model`` is the assembled :class:`~ctxseg.model.SegmentationModel`; ``module`` is
     what runs it (``module(images)["out"]`` are scores at input size). A model that is
-    also being trained keeps its memory format (``channels_last=None``: the spec's) and
-    precision ("auto" as training resolves it), shares the ``passes`` its training built,
-    and runs in torch. ``weights``, the file the model was read from, is what the
+    also being trained is given its training's ``runtime`` and ``passes``: it runs in torch,
+    on training's device and in its memory format, in the ``[test]`` precision ("auto" as
+    training resolves it). ``weights``, the file the model was read from, is what the
     onnxruntime backend exports. An ONNX file that ``ctxseg export`` wrote runs alone
     (``model`` None, its ``session`` given): :meth:`from_weights` of a ``.onnx`` file.
     """
 
-    def __init__(self, model: nn.Module | None, spec: Spec, *, source: str = "<spec>",
-                 channels_last: bool | None = True, passes: Passes | None = None, weights: str | Path | None = None,
-                 session: ort.Session | None = None):
+    def __init__(self, model: nn.Module | None, spec: Spec, *, source: str = "<spec>", runtime: Runtime | None = None,
+                 passes: Passes | None = None, weights: str | Path | None = None, session: ort.Session | None = None):
         self.spec = spec
         self.test = spec.test
         self.weights = None if weights is None else Path(weights)
         self.session = session
-        training = channels_last is None
+        training = runtime is not None
         backend = "onnxruntime" if session is not None else "torch" if training else self.test.backend
-        run = attrs.evolve(spec.run, device="cpu") if backend == "onnxruntime" else spec.run  # its provider's
-        self.runtime = Runtime(run, source, precision=self.test.precision, channels_last=channels_last)
+        if training:
+            self.runtime = runtime.in_precision(self.test.precision)
+        else:
+            run = attrs.evolve(spec.run, device="cpu") if backend == "onnxruntime" else spec.run  # its provider's
+            self.runtime = Runtime(run, source, precision=self.test.precision, channels_last=True)
         self.model = self.module = None
         if model is not None:
             self.model = self.runtime.model(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 from torch import nn
@@ -51,6 +52,14 @@ class Runtime:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if run.threads:
             torch.set_num_threads(run.threads)
+
+    def in_precision(self, precision: str) -> Runtime:
+        """This runtime in ``precision`` ("auto" resolved as for training), on its device and in its
+        memory format, with nothing chosen or set again: a training run's evaluations, which run in
+        the ``[test]`` table's precision."""
+        other = copy.copy(self)
+        other.precision = choose_precision(precision, self.device)
+        return other
 
     def use(self, precision: str, channels_last: bool) -> None:
         """Run in ``precision`` and this memory format from now on (models moved with :meth:`model`)."""

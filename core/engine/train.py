@@ -114,7 +114,7 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
     if ranks > 1 and run.sync_batch_norm and spec.model.batch_norm == "batch":
         distributed.synchronize_batch_norm(model, runtime.device)
     passes = run.passes.build(model, source, key="run.passes", source=source)  # a model it cannot run is named here
-    inference = Inference(model, spec, source=source, channels_last=None, passes=passes)  # training's format
+    inference = Inference(model, spec, source=source, runtime=runtime, passes=passes)  # training's set-up
     replica = _replicate(model, runtime, compile=run.compile)
     criterion = spec.loss.build(train_set.ignore_index, key="loss", source=source)
     optimizer = spec.optimizer.build([p for p in model.parameters() if p.requires_grad], key="optimizer",
