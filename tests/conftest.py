@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,39 @@ def tiny_spec_text(scenes_root):
 def tiny_spec_file(tmp_path, tiny_spec_text):
     path = tmp_path / "tiny.toml"
     path.write_text(tiny_spec_text)
+    return path
+
+
+TINY_PLUGIN = Path(__file__).parent / "fixtures" / "tiny_plugin"
+"""A plugin whose backbone is one convolution, for weights files of a few kilobytes; on a
+subprocess's ``PYTHONPATH`` it is discovered like an installed one."""
+
+
+@pytest.fixture
+def tiny_plugin(monkeypatch):
+    """The tiny plugin installed in this process (found by the registry it rebuilds), and the environment
+    that installs it in a subprocess."""
+    from ctxseg.registry import reset_default_registry
+
+    monkeypatch.syspath_prepend(str(TINY_PLUGIN))
+    reset_default_registry()
+    paths = [str(TINY_PLUGIN), *filter(None, [os.environ.get("PYTHONPATH")])]
+    yield {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    reset_default_registry()
+
+
+@pytest.fixture
+def tiny_weights(tmp_path, tiny_plugin):
+    """An untrained weights file of the tiny plugin's backbone and an FCN head, 3 classes: 5 KB."""
+    from ctxseg.files.weights import save_weights
+    from ctxseg.model import SegmentationModel
+    from ctxseg.spec import spec_from_dict
+
+    spec = spec_from_dict({"model": {"backbone": {"name": "tiny.backbone"},
+                                     "context": [{"name": "base.fcn", "channels": 4}]}})
+    path = tmp_path / "tiny.safetensors"
+    save_weights(path, SegmentationModel(spec.model, 3).eval(), spec.to_dict(), ["a", "b", "c"],
+                 [(0, 0, 0), (255, 0, 0), (0, 255, 0)])
     return path
 
 

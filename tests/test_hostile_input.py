@@ -26,7 +26,7 @@ from ctxseg.engine.predict import list_images
 from ctxseg.engine.train import _check_run_directory
 from ctxseg.errors import DataError, PluginError, WeightsError
 from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from ctxseg.files.weights import read_weights, save_weights
+from ctxseg.files.weights import read_weights, save_weights, write_tensors
 from ctxseg.model import SegmentationModel
 from ctxseg.model.load import load_model
 from ctxseg.registry import Component, PluginFailure, Registry, discovery
@@ -179,11 +179,12 @@ def test_eval_out_that_is_a_folder_is_refused_before_evaluating(tmp_path, capsys
 
 
 def _rewrite_metadata(path, **changes):
+    """Rewrite ``path`` with its metadata changed, as a faulty tool would: checksummed anew."""
     tensors = safetensors.torch.load_file(str(path))
     with safetensors.safe_open(str(path), "pt") as f:
         meta = f.metadata()
     meta.update(changes)
-    safetensors.torch.save_file(tensors, str(path), metadata=meta)
+    write_tensors(path, tensors, meta)
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -328,7 +329,7 @@ def test_a_tensor_of_the_wrong_dtype_is_refused(weights):
         meta = f.metadata()
     key = next(k for k in tensors if k.endswith("num_batches_tracked"))
     tensors[key] = tensors[key].double()  # I64 -> F64
-    safetensors.torch.save_file(tensors, str(weights), metadata=meta)
+    write_tensors(weights, tensors, meta)
     with pytest.raises(WeightsError, match=rf"wrong dtype tensors: {key} \(file F64, model I64\)"):
         load_model(weights)
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from ctxseg.errors import WeightsError
 from ctxseg.files.atomic import check_output
 from ctxseg.files.pictures import voc_palette
-from ctxseg.files.weights import load_state, read_safetensors, save_weights
+from ctxseg.files.weights import load_state, read_safetensors, read_weights, save_weights
 from ctxseg.model import SegmentationModel
 from ctxseg.registry import default_registry
 from ctxseg.spec import Spec, spec_from_dict
@@ -100,4 +100,5 @@ def convert(source: str | Path, to: str | Path, *, spec: Spec | None = None,
         raise WeightsError(f"{source} ({kind}): unexpected tensors, which no part of the model takes: {shown}")
     load_state(model, renamed, f"{source} ({kind}, tensors under ctxseg's names)")
     save_weights(to, model, spec.to_dict(), names, colours)
+    read_weights(to)  # read back: the file matches its checksum, as every later read will check
     return kind, spec, names

@@ -3,7 +3,8 @@
 Tensors are stored under ``model/<name>``, ``optimizer/<param index>/<key>`` and
 ``rng/<device>`` (``rng/<device>/<rank>`` for the other processes of a distributed run);
 everything else (step, number of processes, optimizer hyper-parameters, the resolved
-spec, the metric history) is JSON in the metadata. No pickle.
+spec, the metric history) is JSON in the metadata, with the file's checksum
+(:mod:`ctxseg.files.checksum`, verified on resume). No pickle.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import torch
 from torch import nn
 
 from ctxseg.errors import WeightsError
+from ctxseg.files import checksum
 from ctxseg.files.weights import load_state, read_safetensors, write_tensors
 
 __all__ = ["TrainingState", "load_checkpoint", "rng_key", "save_checkpoint"]
 
-FORMAT = "ctxseg.checkpoint/1"
+FORMAT = "ctxseg.checkpoint/2"
+UNCHECKED_FORMAT = "ctxseg.checkpoint/1"
+"""The format before checksums: still resumed from, with a warning."""
 
 
 @attrs.define
@@ -69,8 +73,9 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     and its number of processes, must be the ones saved."""
     path = Path(path)
     tensors, meta = read_safetensors(path)
-    if meta.get("ctxseg.format") != FORMAT:
+    if meta.get("ctxseg.format") not in (FORMAT, UNCHECKED_FORMAT):
         raise WeightsError(f"{path}: not a ctxseg checkpoint (expected format {FORMAT!r})")
+    checksum.verify(path, tensors, meta, required=meta["ctxseg.format"] == FORMAT)
     try:
         saved = json.loads(meta["ctxseg.spec"])
     except (KeyError, ValueError, RecursionError):

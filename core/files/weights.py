@@ -3,15 +3,18 @@
 Metadata keys (all JSON strings): ``ctxseg.format``, ``ctxseg.spec`` (the resolved
 spec, every default filled in), ``ctxseg.classes``, ``ctxseg.palette``,
 ``ctxseg.plugins`` (distribution -> version of every plugin that supplied a
-component the spec names) and ``ctxseg.metrics`` (optional). No pickle is involved anywhere.
+component the spec names), ``ctxseg.metrics`` (optional) and ``ctxseg.checksum``
+(:mod:`ctxseg.files.checksum`, verified on every read; files of the format before it,
+``ctxseg.weights/1``, have none and load with a warning). No pickle is involved anywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +25,18 @@ import torch
 from torch import Tensor, nn
 
 from ctxseg.errors import WeightsError
+from ctxseg.files import checksum
 from ctxseg.files.atomic import atomic_path
 from ctxseg.registry import default_registry
 
 __all__ = [
-    "WeightsInfo", "load_state", "plugin_versions", "read_safetensors", "read_weights", "save_weights", "weights_info",
-    "write_tensors",
+    "WeightsInfo", "load_state", "plugin_versions", "read_safetensors", "read_weights", "reading_weights",
+    "save_weights", "weights_info", "write_tensors",
 ]
 
-FORMAT = "ctxseg.weights/1"
+FORMAT = "ctxseg.weights/2"
+UNCHECKED_FORMAT = "ctxseg.weights/1"
+"""The format before checksums: still read, with a warning."""
 
 
 @attrs.frozen
@@ -64,11 +70,12 @@ def _names(table: Any) -> Any:
 
 
 def write_tensors(path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> None:
-    """Write a safetensors file atomically."""
+    """Write a safetensors file atomically, with the checksum of its tensors and metadata."""
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         try:
-            safetensors.torch.save_file(plain, str(tmp), metadata=dict(metadata))
+            safetensors.torch.save_file(plain, str(tmp), metadata={
+                **metadata, checksum.KEY: checksum.checksum(plain, metadata)})
         except safetensors.SafetensorError as error:  # an I/O error, as Rust formats it
             if (code := re.search(r"\(os error (\d+)\)", str(error))) is None:
                 raise
@@ -103,14 +110,23 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, Tensor], WeightsInfo]:
-    """The tensors and metadata of a ctxseg weights file; WeightsError naming the key of
-    any metadata that is not what ctxseg writes (a damaged or hand-made file)."""
+    """The tensors and metadata of a ctxseg weights file; WeightsError if it does not match its
+    checksum, or naming the key of any metadata that is not what ctxseg writes (a hand-made file)."""
+    with reading_weights(path) as read:
+        return read
+
+
+@contextlib.contextmanager
+def reading_weights(path: str | Path) -> Iterator[tuple[dict[str, Tensor], WeightsInfo]]:
+    """:func:`read_weights`, the tensors' checksum verified while the block runs (builds their model);
+    a mismatch is raised when it ends, in place of whatever the damage made the block raise."""
     path = Path(path)
     tensors, meta = read_safetensors(path)
-    if meta.get("ctxseg.format") != FORMAT:
+    if meta.get("ctxseg.format") not in (FORMAT, UNCHECKED_FORMAT):
         raise WeightsError(f"{path}: not a ctxseg weights file (metadata 'ctxseg.format' is "
                            f"{meta.get('ctxseg.format')!r}, expected {FORMAT!r})")
-    return tensors, weights_info(meta, path)
+    with checksum.verifying(path, tensors, meta, required=meta["ctxseg.format"] == FORMAT):
+        yield tensors, weights_info(meta, path)
 
 
 def weights_info(meta: Mapping[str, str], path: Path) -> WeightsInfo:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxseg.errors import CtxsegError, WeightsError
-from ctxseg.files.weights import WeightsInfo, load_state, plugin_versions, read_weights
+from ctxseg.files.weights import WeightsInfo, load_state, plugin_versions, reading_weights
 from ctxseg.model.undrawn import undrawn_model
 from ctxseg.registry import Kind, default_registry
 from ctxseg.spec import Spec, spec_from_dict
@@ -27,12 +27,13 @@ def load_model(path: str | Path, *, num_classes: int | None = None):
     :param num_classes: if given, the file's class count must equal it.
     :return: ``(model in eval mode, Spec, WeightsInfo)``.
     """
-    tensors, info = read_weights(path)
-    if num_classes is not None and num_classes != len(info.classes):
-        raise WeightsError(f"{path}: trained for {len(info.classes)} classes ({', '.join(info.classes)}), "
-                           f"but {num_classes} are expected")
-    spec = embedded_spec(info, path)
-    model = undrawn_model(spec.model, len(info.classes), f"{path} (embedded spec)")  # every drawn value is overwritten
+    with reading_weights(path) as (tensors, info):  # the checksum is verified while the model is built
+        if num_classes is not None and num_classes != len(info.classes):
+            raise WeightsError(f"{path}: trained for {len(info.classes)} classes ({', '.join(info.classes)}), "
+                               f"but {num_classes} are expected")
+        spec = embedded_spec(info, path)
+        # undrawn: the file overwrites every value
+        model = undrawn_model(spec.model, len(info.classes), f"{path} (embedded spec)")
     load_state(model, tensors, str(path))
     return model.eval(), spec, info
 
