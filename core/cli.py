@@ -351,8 +351,15 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exception(error)
         print(f"ctxseg: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ctxseg: interrupted", file=sys.stderr)
+    except OSError as error:  # a fault of the machine met outside ctxseg's readers and writers (a file gone)
+        if error.filename is None:
+            raise
+        if args.debug:
+            traceback.print_exception(error)
+        print(f"ctxseg: error: {error.filename}: {(error.strerror or str(error)).lower()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:  # its arguments, if any, name the file it cut short and what is intact
+        print("; ".join(["ctxseg: interrupted", *map(str, interrupt.args)]), file=sys.stderr)
         return 130
     return code or 0
 

@@ -20,7 +20,7 @@ from ctxseg.engine import distributed
 from ctxseg.engine.evaluate import evaluate
 from ctxseg.engine.inference import Inference
 from ctxseg.errors import CtxsegError
-from ctxseg.files.atomic import atomic_path, file_in_the_way
+from ctxseg.files.atomic import atomic_path, check_writable, file_in_the_way
 from ctxseg.interfaces import SegmentationDataset
 from ctxseg.spec import DataSpec, MetricRef, PassesRef, load_spec
 
@@ -67,6 +67,8 @@ def evaluate_weights(weights: str | Path, split: str = "val", *, spec: str | Pat
         raise CtxsegError(f"{out}: --out is a folder; expected the path of a JSON file to write")
     if out and (blocking := file_in_the_way(Path(out).parent)) is not None:
         raise CtxsegError(f"{out}: --out: {blocking} is an existing file; expected a folder for the JSON file")
+    if out:
+        check_writable(Path(out))
     inference, info = Inference.from_weights(weights, passes=passes, test=test)
     chosen = load_spec(spec) if spec else inference.spec
     dataset = eval_dataset(chosen.data, split, weights=weights, spec=spec, data_root=data_root)

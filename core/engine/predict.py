@@ -25,8 +25,8 @@ from tqdm import tqdm
 from ctxseg.data.samples import IMAGE_SUFFIXES, read_image
 from ctxseg.engine import distributed
 from ctxseg.engine.inference import Inference
-from ctxseg.errors import CtxsegError, DataError
-from ctxseg.files.atomic import file_in_the_way
+from ctxseg.errors import CtxsegError, DataError, WriteError
+from ctxseg.files.atomic import check_writable, file_in_the_way
 from ctxseg.files.pictures import colorize, overlay, save_png
 
 __all__ = ["Predictions", "list_images", "predict"]
@@ -74,7 +74,8 @@ def list_images(inputs: Sequence[Path], *, recursive: bool = False) -> list[tupl
 
 def _plan(images: list[tuple[Path, Path]], out: Path, names: Sequence[str]) -> list[tuple[Path, list[Path]]]:
     """Each image with its output files (``<stem><name>.png`` for each of ``names``); a
-    CtxsegError naming both files if two inputs would write one file or an output is an input."""
+    CtxsegError naming both files if two inputs would write one file or an output is an input,
+    a WriteError if no file can be made in ``out``."""
     if (blocking := file_in_the_way(out)) is not None:
         raise CtxsegError(f"{out}: --out: {blocking} is an existing file; expected a folder for the masks "
                           "(existing or new)")
@@ -93,7 +94,16 @@ def _plan(images: list[tuple[Path, Path]], out: Path, names: Sequence[str]) -> l
                                   "rename one, or predict them into different --out folders")
             writer[key] = image
         plan.append((image, outputs))
+    if plan:
+        check_writable(plan[0][1][0])
     return plan
+
+
+def _written(written: list[Path], total: int) -> str:
+    """What a predict run stopped by a write it could not make leaves: the images labelled before it."""
+    if not written:
+        return f"none of the {total} images' masks was written"
+    return f"{len(written)} of the {total} images' masks were written whole (up to {written[-1]}), the rest were not"
 
 
 def predict(weights: Path, inputs: Sequence[Path], out: Path, *, format: str = "palette",
@@ -135,11 +145,14 @@ def predict(weights: Path, inputs: Sequence[Path], out: Path, *, format: str = "
                 done.failed.append(error)
                 continue
             prediction = inference.predict(image)
-            if format == "palette":
-                save_png(colorize(prediction, info.palette), outputs[0])
-                save_png(overlay(image, prediction, info.palette), outputs[1])
-            else:
-                save_png(formats[format](prediction), outputs[0])
+            try:
+                if format == "palette":
+                    save_png(colorize(prediction, info.palette), outputs[0])
+                    save_png(overlay(image, prediction, info.palette), outputs[1])
+                else:
+                    save_png(formats[format](prediction), outputs[0])
+            except WriteError as error:
+                raise error.saying(_written(done.written, len(mine))) from None
             done.written.append(outputs[0])
         parts = distributed.gather_objects(done)  # contiguous shards: in rank order, in the images' order
     return Predictions(written=[path for part in parts for path in part.written],

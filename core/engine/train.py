@@ -16,7 +16,7 @@ import json
 import math
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ from ctxseg.engine.evaluate import evaluate
 from ctxseg.engine.inference import Inference
 from ctxseg.engine.runtime import Runtime
 from ctxseg.engine.tensorboard import TensorBoard
-from ctxseg.errors import CtxsegError, SpecError
-from ctxseg.files.atomic import atomic_path, file_in_the_way
-from ctxseg.files.checkpoint import TrainingState, load_checkpoint, rng_key, save_checkpoint
+from ctxseg.errors import CtxsegError, DataError, SpecError, WriteError
+from ctxseg.files.atomic import atomic_path, check_writable, file_in_the_way
+from ctxseg.files.checkpoint import TrainingState, checkpoint_step, load_checkpoint, rng_key, save_checkpoint
 from ctxseg.files.pictures import panel, plot_curves, save_png
 from ctxseg.files.weights import load_state, read_weights, save_weights
 from ctxseg.interfaces import Passes
@@ -72,6 +72,7 @@ def _check_run_directory(out: Path, *, resume: bool, overwrite: bool) -> None:
     if found and not resume and not overwrite:
         raise CtxsegError(f"{out}: already holds a run ({', '.join(found)}); pass --resume to continue it, "
                           "--overwrite to replace it, or choose another --out")
+    check_writable(out / "checkpoint.safetensors")
 
 
 def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False, overwrite: bool = False,
@@ -87,9 +88,29 @@ def train(spec: Spec, out: Path, *, source: str = "<spec>", resume: bool = False
     """
     _check_run_directory(out, resume=resume, overwrite=overwrite)
     runtime = Runtime(spec.run, source)
-    with distributed.session(runtime.device):
+    with distributed.session(runtime.device), _saying_what_is_intact(out / "checkpoint.safetensors"):
         return _train(spec, out, runtime, source=source, resume=resume,
                       progress=progress and distributed.rank() == 0)
+
+
+@contextlib.contextmanager
+def _saying_what_is_intact(checkpoint: Path) -> Iterator[None]:
+    """A run stopped by a file it could not write, by data it could no longer read (once it has a
+    checkpoint) or by Ctrl-C says what of it is intact, the last checkpoint on disk (written whole
+    or not at all), and how to go on."""
+    try:
+        yield
+    except (WriteError, DataError, KeyboardInterrupt) as stop:
+        step = checkpoint_step(checkpoint)
+        if step is None and isinstance(stop, DataError):
+            raise  # nothing to resume: the data's error alone says what to fix
+        intact, rerun = (("no checkpoint was written yet", "run again") if step is None else
+                         (f"the last checkpoint, step {step}, is intact", "run again with --resume"))
+        if isinstance(stop, WriteError):
+            raise stop.saying(intact, rerun) from None
+        if isinstance(stop, DataError):
+            raise DataError(f"{stop}; {intact}; {rerun}") from None
+        raise KeyboardInterrupt(*stop.args, intact, rerun) from None
 
 
 def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool, progress: bool) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ctxseg.errors import CtxsegError, WriteError
 
-__all__ = ["atomic_path", "check_output", "file_in_the_way"]
+__all__ = ["atomic_path", "check_output", "check_writable", "file_in_the_way"]
 
 
 def file_in_the_way(folder: Path) -> Path | None:
@@ -41,6 +41,20 @@ def check_output(out: Path, option: str, *inputs: Path) -> None:
         raise CtxsegError(f"{out}: {option}: {blocking} is an existing file; expected a folder for the file to write")
     if any(out.resolve() == path.resolve() for path in inputs):
         raise CtxsegError(f"{out}: {option} is an input file; ctxseg never overwrites an input")
+    check_writable(out)
+
+
+def check_writable(out: Path) -> None:
+    """WriteError unless files can be made where ``out`` goes (in the nearest of its folders that exists):
+    a read-only file system or a folder without permission is named before the work, not after it."""
+    folder = next(p for p in (out.parent, *out.parent.parents) if os.path.isdir(p))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _write_error(out, OSError(errno.EROFS if _read_only(folder) else errno.EACCES, ""), folder=folder,
+                           intact="nothing was written")
+
+
+def _read_only(folder: Path) -> bool:
+    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
 
 
 @contextlib.contextmanager
@@ -74,9 +88,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _write_error(path: Path, error: OSError) -> WriteError:
-    """The WriteError of ``error``, raised while ``path`` was written: why, and what lets a second try succeed."""
-    folder = path.parent
+def _write_error(path: Path, error: OSError, *, folder: Path | None = None, intact: str | None = None) -> WriteError:
+    """The WriteError of ``error``, met writing ``path`` (in ``folder``, by default its own): why, what is
+    intact (by default: ``path`` was not written) and what lets a second try succeed."""
+    folder = folder or path.parent
     reason, remedy = {
         errno.ENOSPC: ("no space left on device", "free space"),
         errno.EDQUOT: ("disk quota exceeded", "free space"),
@@ -84,8 +99,9 @@ def _write_error(path: Path, error: OSError) -> WriteError:
         errno.EACCES: ("permission denied", f"make {folder} writable"),
         errno.EPERM: ("operation not permitted", f"make {folder} writable"),
     }.get(error.errno, ((error.strerror or str(error)).lower(), "fix that"))
-    kept = "; the file already there is unchanged" if os.path.exists(path) else ""
-    return WriteError(path, reason, remedy, f"it was not written{kept}")
+    if intact is None:
+        intact = "it was not written" + ("; the file already there is unchanged" if os.path.exists(path) else "")
+    return WriteError(path, reason, remedy, intact)
 
 
 def _remove_stale(path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import safetensors
 import torch
 from torch import nn
 
@@ -21,7 +22,7 @@ from ctxseg.errors import WeightsError
 from ctxseg.files import checksum
 from ctxseg.files.weights import load_state, read_safetensors, write_tensors
 
-__all__ = ["TrainingState", "load_checkpoint", "rng_key", "save_checkpoint"]
+__all__ = ["TrainingState", "checkpoint_step", "load_checkpoint", "rng_key", "save_checkpoint"]
 
 FORMAT = "ctxseg.checkpoint/2"
 UNCHECKED_FORMAT = "ctxseg.checkpoint/1"
@@ -105,3 +106,15 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     except (KeyError, ValueError, TypeError, AttributeError, RuntimeError, RecursionError) as error:
         raise WeightsError(f"{path}: corrupt checkpoint ({type(error).__name__}: {error}); train without "
                            "--resume (--overwrite) to start the run again") from None
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step of the checkpoint ``path``, read from its header alone; None if there is none to read.
+
+    What a stopped run reports as intact: ctxseg writes checkpoints whole or not at all.
+    """
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            return int((f.metadata() or {})["ctxseg.step"])
+    except Exception:  # noqa: BLE001 - absent, unreadable or not a checkpoint: none to report
+        return None
