@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ctxseg.builtin.pretrained import load_pretrained
 from ctxseg.interfaces import Backbone
 from ctxseg.model.blocks import he_init
+from ctxseg.spec import FilePath
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet"]
 
@@ -118,7 +119,7 @@ class ResNet(Backbone):
         """Number of layers: 18 and 34 use BasicBlock, 50, 101 and 152 bottlenecks."""
         output_stride: int = attrs.field(default=8, validator=attrs.validators.in_((8, 16, 32)))
         """Stride of ``c5``; 8 is DeepLab's and PSPNet's setting, 32 the classification network."""
-        pretrained: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+        pretrained: FilePath = attrs.field(default="", validator=attrs.validators.instance_of(str))
         """Local ImageNet checkpoint (torchvision ``.pth`` or ``.safetensors``); empty = random init."""
         stem: Literal["standard", "deep"] = attrs.field(default="standard",
                                                          validator=attrs.validators.in_(("standard", "deep")))

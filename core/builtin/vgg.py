@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ctxseg.builtin.pretrained import load_pretrained
 from ctxseg.interfaces import Backbone
 from ctxseg.model.blocks import he_init
+from ctxseg.spec import FilePath
 
 __all__ = ["VGG16"]
 
@@ -48,7 +49,7 @@ class VGG16(Backbone):
         """Stride of ``pool5``; 8 is DeepLab's, ParseNet's and the dilated-context network's."""
         batch_norm: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
         """Use ``vgg16_bn`` (BatchNorm after every conv); the papers use plain VGG-16."""
-        pretrained: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+        pretrained: FilePath = attrs.field(default="", validator=attrs.validators.instance_of(str))
         """Local ImageNet checkpoint (torchvision ``.pth`` or ``.safetensors``); empty = random init."""
 
     def __init__(self, config: Config):

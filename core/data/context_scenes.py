@@ -36,6 +36,7 @@ from ctxseg.data import scenes_v1, scenes_v2
 from ctxseg.data.folder import FolderDataset, write_classes, write_sample
 from ctxseg.data.scene_art import CLASSES, PALETTE
 from ctxseg.errors import DataError
+from ctxseg.spec import FolderPath
 from ctxseg.threads import one_thread
 
 __all__ = ["CLASSES", "CONTEXT_PAIRS", "PALETTE", "VERSIONS",
@@ -99,7 +100,7 @@ class ContextScenes(FolderDataset):
             and cars (default 4).
         """
 
-        root: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+        root: FolderPath = attrs.field(default="", validator=attrs.validators.instance_of(str))
         seed: int = attrs.field(default=0, validator=[attrs.validators.instance_of(int),
                                                        attrs.validators.ge(0)])
         image_size: int = attrs.field(default=64, validator=[attrs.validators.instance_of(int),

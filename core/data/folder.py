@@ -35,6 +35,7 @@ from torch import Tensor
 from ctxseg.data.samples import IMAGE_SUFFIXES, FileDataset
 from ctxseg.errors import DataError
 from ctxseg.files.atomic import atomic_path
+from ctxseg.spec import FolderPath
 
 __all__ = ["IMAGE_SUFFIXES", "FolderDataset", "write_classes", "write_sample"]
 
@@ -52,7 +53,7 @@ class FolderDataset(FileDataset):
             count) those with bad data instead of stopping at the first one.
         """
 
-        root: str = attrs.field(validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)])
+        root: FolderPath = attrs.field(validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)])
         skip_bad: bool = False
 
     def __init__(self, config: Config, split: str):

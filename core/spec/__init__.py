@@ -1,9 +1,11 @@
 """The TOML spec: its types (:mod:`.schema`), their conversion (:mod:`.convert`) and loading (:mod:`.load`).
 
-Plugins may use the types; ``load_spec`` and ``spec_from_dict`` turn TOML into them.
+Plugins may use the types (a config field holding a path is a ``FilePath`` or ``FolderPath``,
+:mod:`.paths`); ``load_spec`` and ``spec_from_dict`` turn TOML into them.
 """
 
 from ctxseg.spec.load import load_spec, spec_from_dict
+from ctxseg.spec.paths import FilePath, FolderPath
 from ctxseg.spec.schema import (
     AuxRef,
     BackboneRef,
@@ -28,6 +30,6 @@ from ctxseg.spec.schema import (
 
 __all__ = [
     "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
-    "FusionRef", "LossRef", "MetricRef", "ModelSpec", "ModuleRef", "OptimizerRef", "PassesRef", "Ref", "RunSpec",
-    "ScheduleRef", "Spec", "TestSpec", "load_spec", "spec_from_dict",
+    "FilePath", "FolderPath", "FusionRef", "LossRef", "MetricRef", "ModelSpec", "ModuleRef", "OptimizerRef",
+    "PassesRef", "Ref", "RunSpec", "ScheduleRef", "Spec", "TestSpec", "load_spec", "spec_from_dict",
 ]

@@ -41,10 +41,15 @@ def _resolve(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         return data
     if not isinstance(base, str):
         raise SpecError(f"{path}: extends: expected a path string (relative to this file), got {base!r}")
+    if "\0" in base:
+        raise SpecError(f"{path}: extends: expected a path, got {base!r}, which holds a NUL byte (no file system "
+                        "takes one)")
     chain = (*chain, path)
     base_path = Path(os.path.normpath(path.parent / base))
     if base_path.resolve() in {p.resolve() for p in chain}:
         raise SpecError(f"{path}: extends {base!r}: a cycle ({_arrows((*chain, base_path))})")
+    if base_path.is_dir():
+        raise SpecError(f"{path}: extends {base!r}: a folder, expected a spec file ({_arrows((*chain, base_path))})")
     if not base_path.is_file():
         raise SpecError(f"{path}: extends {base!r}: no such file ({_arrows((*chain, base_path))})")
     return _merge(_resolve(base_path, chain), data)
@@ -56,6 +61,8 @@ def _read(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: a folder, expected a spec file{via}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"{path}: cannot read spec: {error}{via}") from None
     except tomllib.TOMLDecodeError as error:

@@ -25,6 +25,7 @@ import tomli_w
 from ctxseg.errors import ComponentError, CtxsegError
 from ctxseg.registry import Kind, default_registry
 from ctxseg.spec.convert import InvalidValue, converter, unstructure
+from ctxseg.spec.paths import FilePath
 
 __all__ = [
     "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
@@ -227,7 +228,7 @@ class ModelSpec:
     al.: a linear transform, so batches of one crop train well); "frozen" also keeps
     its scale and shift fixed."""
     dropout: DropoutSpec = attrs.Factory(DropoutSpec)
-    init: str = ""
+    init: FilePath = ""
     """A ctxseg weights file to start training from, where tensor names match (a trained
     front end under a new context module); tensors it lacks keep their initialisation."""
 

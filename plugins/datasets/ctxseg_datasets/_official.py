@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ctxseg.data import FileDataset
 from ctxseg.errors import DataError
+from ctxseg.spec import FolderPath
 
 __all__ = ["OfficialConfig", "OfficialDataset", "find_dir", "label_table", "load_mat_labels", "read_list",
            "require_files", "split_key"]
@@ -32,7 +33,7 @@ class OfficialConfig:
         those with bad data instead of stopping at the first one.
     """
 
-    root: str = attrs.field(validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)])
+    root: FolderPath = attrs.field(validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)])
     skip_bad: bool = False
 
 

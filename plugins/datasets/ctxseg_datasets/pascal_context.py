@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ctxseg.data import map_labels, voc_palette
 from ctxseg.errors import DataError
+from ctxseg.spec import FolderPath
 from ctxseg_datasets._official import (
     OfficialConfig,
     OfficialDataset,
@@ -90,7 +91,7 @@ class PascalContext(OfficialDataset):
         :param annotations: the folder of the extracted annotations: ``trainval/*.mat`` and ``labels.txt``.
         """
 
-        annotations: str = attrs.field(validator=attrs.validators.instance_of(str))
+        annotations: FolderPath = attrs.field(validator=attrs.validators.instance_of(str))
 
     def __init__(self, config: Config, split: str):
         super().__init__()

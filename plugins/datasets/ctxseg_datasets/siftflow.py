@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ctxseg.data import map_labels, voc_palette
 from ctxseg.errors import DataError
+from ctxseg.spec import FilePath
 from ctxseg_datasets._official import (
     OfficialConfig,
     OfficialDataset,
@@ -64,7 +65,7 @@ class SiftFlow(OfficialDataset):
             standard 200 (shipped with ctxseg-datasets).
         """
 
-        test_list: str = ""
+        test_list: FilePath = ""
 
     def __init__(self, config: Config, split: str):
         super().__init__()

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ctxseg.data import colorize, read_index_png, voc_palette
 from ctxseg.errors import DataError
+from ctxseg.spec import FolderPath
 from ctxseg_datasets._official import (
     OfficialConfig,
     OfficialDataset,
@@ -70,7 +71,7 @@ class VOC2012(OfficialDataset):
         :param val: the split evaluated on (``val``).
         """
 
-        sbd: str = ""
+        sbd: FolderPath = ""
         train: str = TRAIN_AUG
         val: str = "val"
 

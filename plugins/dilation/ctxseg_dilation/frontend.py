@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from ctxseg.interfaces import Backbone
 from ctxseg.nn import VGG16, channel_count, fc_as_convolutions, load_pretrained
+from ctxseg.spec import FilePath
 from ctxseg_dilation.padding import field_of_view, margin, pad
 
 __all__ = ["FrontEnd"]
@@ -78,7 +79,7 @@ class FrontEnd(Backbone):
         """Pad every convolution's input as VGG-16 does (and FCN, DeepLab), instead of the
         paper's 186-pixel reflection buffer around the image. The paper removes this
         padding (Sec. 4); keeping it is the ablation, and much cheaper on small images."""
-        pretrained: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+        pretrained: FilePath = attrs.field(default="", validator=attrs.validators.instance_of(str))
         """Local ImageNet checkpoint of torchvision's ``vgg16`` (``.pth`` or ``.safetensors``):
         conv layers from ``features.*``, fc6 and fc7 from ``classifier.0`` and ``classifier.3``
         (which needs ``fc_channels = 4096``). Empty = random init."""

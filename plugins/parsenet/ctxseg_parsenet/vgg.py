@@ -40,6 +40,7 @@ from torch import Tensor
 
 from ctxseg.interfaces import Backbone
 from ctxseg.nn import VGG16, channel_count, fc_as_convolutions
+from ctxseg.spec import FilePath
 
 __all__ = ["DeepLabVGG16"]
 
@@ -71,7 +72,7 @@ class DeepLabVGG16(Backbone):
         """Width of fc6 and fc7: 1024 (LargeFOV), 4096 (DeepLab, FCN-32s)."""
         dropout: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
         """Dropout after fc6 and after fc7, as in VGG-16 and DeepLab."""
-        pretrained: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+        pretrained: FilePath = attrs.field(default="", validator=attrs.validators.instance_of(str))
         """Local ImageNet checkpoint of torchvision's ``vgg16`` (``.pth`` or ``.safetensors``) for
         the conv layers; its classifier is ignored. Empty = random init."""
 
