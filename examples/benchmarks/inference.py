@@ -2,34 +2,42 @@
 
     python examples/benchmarks/inference.py speed [--size 512] [--repeats 5] [--device cuda]
     python examples/benchmarks/inference.py memory [--size 2048 1024]
-    python examples/benchmarks/inference.py accuracy runs/fcn_resnet18/model.safetensors
+    python examples/benchmarks/inference.py accuracy runs/fcn_resnet18/model.safetensors [--int8 FILE]
 
 speed: per image, FCN-ResNet50 (output stride 8, 21 classes, random weights) as
 torchvision's ``fcn_resnet50`` run the way a user would write it (eager, fp32, no
 grad) against the same architecture in ctxseg (``base.resnet`` depth 50 + ``base.fcn``:
 the same 32,957,013 parameters) on its default fast path (``torch.inference_mode``,
 channels_last, precision "auto"), and forced to bf16; then what sliding windows and
-multi-scale + flip testing cost on top. All variants run in one process, interleaved,
-and each figure is the median of ``--repeats`` rounds (this machine's absolute times
-drift; the ratios hold). ``--device`` (default: the GPU if there is one) runs both
-models there; an image's time ends when its labels are back on the CPU.
+multi-scale + flip testing cost on top. On the CPU also ONNX Runtime (the model saved as
+a weights file and exported into a cache folder of the run's own, so that the export is
+timed and "auto" measures now): fp32, the int8 model of ``ctxseg export --quantize int8``
+(calibrated on 16 images of the default spec's training data), and what
+``backend = "auto"`` chooses. All variants run in one process, interleaved, and each
+figure is the median of ``--repeats`` rounds (this machine's absolute times drift; the
+ratios hold). ``--device`` (default: the GPU if there is one) runs both models there; an
+image's time ends when its labels are back on the CPU.
 
 memory: ``ctxseg predict`` of one 2048 x 1024 image (Cityscapes' size) with the
 PSPNet-ResNet50 Cityscapes spec (random weights), sliding 713 px windows against the
 whole image at once; each in a fresh process, its peak resident memory.
 
-accuracy: mIoU of a trained model evaluated in fp32 and in bf16.
+accuracy: a trained model's validation mIoU in torch fp32 and bf16, on onnxruntime fp32 and,
+with ``--int8``, its int8 model; and each one's seconds per ``--size`` x ``--size`` image,
+interleaved in one process as above.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 EXAMPLES = Path(__file__).parents[1]
@@ -74,7 +82,52 @@ def speed(size: int, repeats: int, device: str | None) -> None:
         f"ctxseg, slide ({slide.test.crop} px windows, 2/3 overlap)": lambda: slide.predict(image),
         "ctxseg, 6 scales + flip": lambda: multi.predict(image),
     }
-    for run in variants.values():  # warm-up: one-off allocations and kernel selection
+    with tempfile.TemporaryDirectory() as folder:
+        if device.type == "cpu":  # ONNX Runtime's CPU provider
+            variants.update(_onnxruntime(model, spec, image, Path(folder)))
+        seconds = _interleaved(variants, repeats)
+    base = seconds["torchvision fcn_resnet50, eager fp32"]
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"FCN-ResNet50, one {size} x {size} image, median of {repeats} interleaved rounds, on {where}")
+    print("| variant | seconds per image | vs torchvision eager fp32 |")
+    print("|---|---|---|")
+    for name, median in seconds.items():
+        print(f"| {name} | {median:.3f} | {base / median:.2f}x |")
+
+
+def _onnxruntime(model, spec, image, folder: Path) -> dict[str, Callable[[], object]]:
+    """Variants on ONNX Runtime: ``model`` saved as a weights file in ``folder``, exported (timed)
+    into a cache folder of its own there, quantized to int8 (timed), and as ``backend = "auto"``
+    chooses, measured now."""
+    import ctxseg
+    from ctxseg.engine import ort
+    from ctxseg.engine.quantize import quantize_int8
+    from ctxseg.files.weights import save_weights
+
+    os.environ["XDG_CACHE_HOME"] = str(folder / "cache")
+    weights, int8 = folder / "fcn_resnet50.safetensors", folder / "fcn_resnet50.int8.onnx"
+    save_weights(weights, model, spec.to_dict(), [f"class {i}" for i in range(21)], [(0, 0, 0)] * 21)
+    started = time.perf_counter()
+    ort.cached_export(weights)
+    exported = time.perf_counter()
+    quantize_int8(weights, int8, spec.data.dataset.load()(spec.data.dataset.config, "train"), 16, progress=False)
+    print(f"onnxruntime: exported in {exported - started:.0f} s, quantized to int8 in "
+          f"{time.perf_counter() - exported:.0f} s (16 calibration images)", file=sys.stderr)
+    in_fp32, in_int8 = ctxseg.load(weights, backend="onnxruntime"), ctxseg.load(int8)
+    auto = ctxseg.load(weights, backend="auto")
+    auto.prepare(image.shape[-2:])
+    return {
+        "ctxseg, onnxruntime fp32": lambda: in_fp32.predict(image),
+        "ctxseg, onnxruntime int8 (QDQ, 16 calibration images)": lambda: in_int8.predict(image),
+        f"ctxseg, backend auto ({auto.choice.describe('cpu')})": lambda: auto.predict(image),
+    }
+
+
+def _interleaved(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """The median seconds of each variant over ``repeats`` rounds that run every variant once,
+    in turn (so drift in the machine's speed hits all alike), after one warm-up round
+    (one-off allocations, kernel selection)."""
+    for run in variants.values():
         run()
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
@@ -82,14 +135,7 @@ def speed(size: int, repeats: int, device: str | None) -> None:
             started = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - started)
-    base = statistics.median(times["torchvision fcn_resnet50, eager fp32"])
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"FCN-ResNet50, one {size} x {size} image, median of {repeats} interleaved rounds, on {where}")
-    print("| variant | seconds per image | vs torchvision eager fp32 |")
-    print("|---|---|---|")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.3f} | {base / median:.2f}x |")
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def memory(width: int, height: int) -> None:
@@ -125,17 +171,28 @@ def memory(width: int, height: int) -> None:
             print(f"| {label} | {int(peak_kib) / 1024:.0f} | {float(seconds):.1f} |")
 
 
-def accuracy(weights: Path) -> None:
+def accuracy(weights: Path, int8: Path | None, size: int, repeats: int) -> None:
+    import torch
+
     import ctxseg
 
-    print(f"{weights}: validation mIoU by precision")
-    print("| precision | mIoU | pixel accuracy |")
-    print("|---|---|---|")
-    for precision in ("fp32", "bf16"):
-        model = ctxseg.load(weights, test={"precision": precision})
-        dataset = model.spec.data.dataset
-        metrics, _ = ctxseg.evaluate(model, dataset.load()(dataset.config, "val"), progress=False)
-        print(f"| {precision} | {100 * metrics['mean_iou']:.2f} | {100 * metrics['pixel_accuracy']:.2f} |")
+    runs = {"torch fp32": ctxseg.load(weights, test={"precision": "fp32"}),
+            "torch bf16": ctxseg.load(weights, test={"precision": "bf16"}),
+            "onnxruntime fp32": ctxseg.load(weights, backend="onnxruntime")}
+    if int8 is not None:
+        runs["onnxruntime int8"] = ctxseg.load(int8)
+    dataset = runs["torch fp32"].spec.data.dataset
+    val = dataset.load()(dataset.config, "val")
+    metrics = {name: ctxseg.evaluate(model, val, progress=False)[0] for name, model in runs.items()}
+    image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    seconds = _interleaved({name: lambda model=model: model.predict(image) for name, model in runs.items()}, repeats)
+    print(f"{weights}: validation split ({len(val)} images); seconds per {size} x {size} image, median of {repeats} "
+          f"interleaved rounds, CPU, {torch.get_num_threads()} threads")
+    print(f"| run | mIoU | pixel accuracy | seconds per {size} x {size} image | vs torch fp32 |")
+    print("|---|---|---|---|---|")
+    for name, values in metrics.items():
+        print(f"| {name} | {100 * values['mean_iou']:.2f} | {100 * values['pixel_accuracy']:.2f} | "
+              f"{seconds[name]:.3f} | {seconds['torch fp32'] / seconds[name]:.2f}x |")
 
 
 def main() -> int:
@@ -149,13 +206,16 @@ def main() -> int:
     s.add_argument("--size", type=int, nargs=2, default=[2048, 1024], metavar=("W", "H"))
     s = sub.add_parser("accuracy")
     s.add_argument("weights", type=Path)
+    s.add_argument("--int8", type=Path, metavar="FILE", help="the weights' int8 model (ctxseg export --quantize int8)")
+    s.add_argument("--size", type=int, default=512)
+    s.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     if args.what == "speed":
         speed(args.size, args.repeats, args.device)
     elif args.what == "memory":
         memory(*args.size)
     else:
-        accuracy(args.weights)
+        accuracy(args.weights, args.int8, args.size, args.repeats)
     return 0
 
 
