@@ -10,7 +10,8 @@ An optimizer is a ``torch.optim.Optimizer`` subclass constructed as
 
 Beside the model's parts, two extension points let a paper change how ctxseg runs and
 scores a model without touching the engine: :class:`Passes` (how a batch is run in
-training and at inference) and :class:`Metric` (what evaluation measures).
+training and at inference) and :class:`Metric` (what evaluation measures); a third,
+:class:`Callback`, does what happens around training (logging, keeping a best model).
 
 Shapes below: B batch, C channels, K classes, H x W the input image size.
 """
@@ -18,17 +19,19 @@ Shapes below: B batch, C channels, K classes, H x W the input image size.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import attrs
 import torch
 from torch import Tensor, nn
 
 __all__ = [
     "INTERFACES",
     "Backbone",
+    "Callback",
     "ContextHead",
     "Fusion",
     "Loss",
@@ -36,6 +39,7 @@ __all__ = [
     "Passes",
     "Schedule",
     "SegmentationDataset",
+    "TrainingRun",
 ]
 
 
@@ -259,6 +263,68 @@ class SegmentationDataset(torch.utils.data.Dataset, abc.ABC):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]: ...
 
 
+@attrs.frozen
+class TrainingRun:
+    """The training run a :class:`Callback` watches."""
+
+    out: Path
+    """The run directory (``checkpoint.safetensors``, ``model.safetensors``, ...), where a callback
+    writes; created after the callbacks are built, before their first hook."""
+    steps: int
+    """Optimizer updates in the whole run (``run.steps``)."""
+    classes: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    """The dataset's colour of each class."""
+    val_names: tuple[str, ...]
+    """The validation samples' names, by index (an evaluation example's first element)."""
+
+
+class Callback:
+    """What happens around training, beside it: logging, keeping a best model, notifying
+    (Lightning's callbacks, MMEngine's hooks). Chosen by the spec's ``[[run.callbacks]]`` tables.
+
+    Constructed as ``Callback(config, run)`` with the :class:`TrainingRun`, in the process that
+    writes the run directory (the first of a distributed run), where its hooks are then called
+    in the order of the tables. Each hook does nothing by default. A callback observes: it
+    changes neither the model nor the optimizer, and draws no random numbers from torch's
+    generators, so that a run trains the same with it or without it.
+
+    ``state_dict`` is what it needs to go on after a resume: a table of JSON values (numbers,
+    strings, booleans, lists, tables) and tensors, at its top level. It is saved in every
+    checkpoint, and a resumed run hands it to ``load_state_dict`` before any other hook, so
+    that the callback continues as if the run had never stopped.
+    """
+
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any, run: TrainingRun):
+        self.config = config
+
+    def on_step_end(self, step: int, loss: float, lr: float) -> None:
+        """Optimizer update ``step`` (1 to ``run.steps``) is done: its ``loss`` (the mean over the
+        global batch's labelled pixels) and the learning rate it used (the first parameter group's)."""
+
+    def on_evaluation(self, step: int, metrics: Mapping[str, Any],
+                      examples: Sequence[tuple[int, Tensor, Tensor, Tensor]]) -> None:
+        """The model was evaluated after update ``step``: the ``metrics`` (as ``metrics.json``'s
+        ``final``), and ``(index, image, mask, prediction)`` for the first validation samples."""
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        """The checkpoint of update ``step`` was written to ``path`` (after its evaluation), with
+        this callback's ``state_dict`` in it."""
+
+    def on_train_end(self, metrics: Mapping[str, Any]) -> None:
+        """Training is over, with these final validation metrics (also when a resumed run had
+        nothing left to train); the last hook called."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue this callback; nothing by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` saved in a checkpoint."""
+
+
 INTERFACES: dict[str, type] = {
     "backbone": Backbone,
     "context_head": ContextHead,
@@ -269,5 +335,6 @@ INTERFACES: dict[str, type] = {
     "dataset": SegmentationDataset,
     "metric": Metric,
     "passes": Passes,
+    "callback": Callback,
 }
 """What a component of each kind (a :class:`ctxseg.registry.Kind`'s value) is an instance of."""

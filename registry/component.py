@@ -30,6 +30,7 @@ class Kind(str, enum.Enum):
     DATASET = "dataset"
     METRIC = "metric"
     PASSES = "passes"
+    CALLBACK = "callback"
 
     def __str__(self) -> str:
         return self.value

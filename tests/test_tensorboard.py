@@ -1,4 +1,5 @@
-"""[run] tensorboard = true: event files in the run directory that TensorBoard reads back."""
+"""The built-in callback base.tensorboard ([[run.callbacks]], or [run] tensorboard = true): event
+files in the run directory that TensorBoard reads back, continued exactly by a resumed run."""
 
 from __future__ import annotations
 
@@ -7,20 +8,36 @@ import sys
 import pytest
 
 from ctxseg.cli import main
+from ctxseg.engine import train as train_module
+from ctxseg.engine.train import train
 from ctxseg.errors import CtxsegError
+from ctxseg.interfaces import TrainingRun
+from ctxseg.spec import load_spec, spec_from_dict
 
 pytest.importorskip("tensorboard")
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
+SHORTHAND = "tensorboard = true"
+TABLE = '[[run.callbacks]]\nname = "base.tensorboard"'
 
-def _with_tensorboard(text: str, value: str = "true") -> str:
-    return text.replace('device = "cpu"', f'device = "cpu"\ntensorboard = {value}')
+
+def _with_tensorboard(text: str, form: str = SHORTHAND) -> str:
+    if form == TABLE:
+        return f"{text}\n{TABLE}\n"
+    return text.replace('device = "cpu"', f'device = "cpu"\n{form}')
 
 
-def test_training_writes_loss_lr_metrics_per_class_and_panels(tmp_path, tiny_spec_text, capsys):
+def _scalars(run) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar curve of the run directory's event files, as TensorBoard reads them (purges applied)."""
+    board = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
+    return {tag: [(e.step, e.value) for e in board.Scalars(tag)] for tag in board.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("form", [SHORTHAND, TABLE])
+def test_training_writes_loss_lr_metrics_per_class_and_panels(tmp_path, tiny_spec_text, capsys, form):
     spec = tmp_path / "tiny.toml"
-    spec.write_text(_with_tensorboard(tiny_spec_text))
+    spec.write_text(_with_tensorboard(tiny_spec_text, form))
     assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     events = list((tmp_path / "run").glob("events.out.tfevents.*"))
     assert len(events) == 1
@@ -37,9 +54,40 @@ def test_training_writes_loss_lr_metrics_per_class_and_panels(tmp_path, tiny_spe
     assert image.width == 3 * image.height + 4  # image | ground truth | prediction
 
 
+def test_a_killed_run_resumes_the_curves_exactly(tmp_path, tiny_spec_text, monkeypatch):
+    path = tmp_path / "tiny.toml"
+    path.write_text(_with_tensorboard(tiny_spec_text))
+    spec = load_spec(path)
+    train(spec, tmp_path / "straight", progress=False)
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(*args, **kwargs):  # after the checkpoint of step 2
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    train(spec, tmp_path / "killed", resume=True, progress=False)
+    assert len(list((tmp_path / "killed").glob("events.out.tfevents.*"))) == 2
+    straight, resumed = _scalars(tmp_path / "straight"), _scalars(tmp_path / "killed")
+    assert [step for step, _ in straight["train/loss"]] == [1, 2, 3, 4]
+    assert resumed == straight
+
+
+def test_the_shorthand_and_a_table_together_are_refused(tmp_path, tiny_spec_text, capsys):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(_with_tensorboard(_with_tensorboard(tiny_spec_text), TABLE))
+    assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "run.callbacks" in err and "remove 'tensorboard'" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_off_by_default_and_a_bad_value_is_named(tmp_path, tiny_spec_text, capsys):
     spec = tmp_path / "tiny.toml"
-    spec.write_text(_with_tensorboard(tiny_spec_text, '"yes"'))
+    spec.write_text(_with_tensorboard(tiny_spec_text, 'tensorboard = "yes"'))
     assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "run.tensorboard" in capsys.readouterr().err
     spec.write_text(tiny_spec_text)
@@ -48,10 +96,10 @@ def test_off_by_default_and_a_bad_value_is_named(tmp_path, tiny_spec_text, capsy
 
 
 def test_missing_package_names_the_extra(tmp_path, monkeypatch):
-    from ctxseg.engine.tensorboard import TensorBoard
-
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    spec = spec_from_dict({"model": {"backbone": {"name": "base.resnet"}}, "run": {"tensorboard": True}})
+    ((key, ref),) = spec.run.all_callbacks
+    assert (key, ref.name) == ("run.tensorboard", "base.tensorboard")
     with pytest.raises(CtxsegError, match=r"pip install 'ctxseg\[tensorboard\]'"):
-        TensorBoard(tmp_path, ["a"], [(0, 0, 0)])
-    TensorBoard(None, ["a"], [(0, 0, 0)]).train(1, 0.5, 0.1)  # off: needs nothing, writes nothing
+        ref.build(TrainingRun(tmp_path, 4, ("a",), ((0, 0, 0),), ("v",)), key=key)
     assert not list(tmp_path.iterdir())

@@ -32,6 +32,8 @@ def ctxseg_components() -> list[Component]:
         Component("dataset", "base.context_scenes", "ctxseg.data.context_scenes:ContextScenes",
                   "procedural scenes where context decides the class (generated on first use)",
                   example={"train_size": 8, "val_size": 4, "image_size": 64}),
+        Component("callback", "base.tensorboard", "ctxseg.builtin.tensorboard:TensorBoard",
+                  "TensorBoard event files in the run directory: loss, learning rate, validation metrics, panels"),
     ]
 
 

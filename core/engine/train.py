@@ -26,16 +26,16 @@ from tqdm import tqdm
 
 from ctxseg.data.pipeline import batches, train_loader
 from ctxseg.engine import distributed
+from ctxseg.engine.callbacks import Callbacks
 from ctxseg.engine.evaluate import evaluate
 from ctxseg.engine.inference import Inference
 from ctxseg.engine.runtime import Runtime
-from ctxseg.engine.tensorboard import TensorBoard
 from ctxseg.errors import CtxsegError, DataError, SpecError, WriteError
 from ctxseg.files.atomic import atomic_path, check_writable, file_in_the_way
 from ctxseg.files.checkpoint import TrainingState, checkpoint_step, load_checkpoint, rng_key, save_checkpoint
 from ctxseg.files.pictures import panel, plot_curves, save_png
 from ctxseg.files.weights import load_state, read_weights, save_weights
-from ctxseg.interfaces import Passes
+from ctxseg.interfaces import Passes, TrainingRun
 from ctxseg.model import SegmentationModel
 from ctxseg.model.check import check_model
 from ctxseg.spec import Spec
@@ -141,6 +141,8 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
     optimizer = spec.optimizer.build([p for p in model.parameters() if p.requires_grad], key="optimizer",
                                      source=source)
     schedule = spec.schedule.build(run.steps, key="schedule", source=source)
+    watched = TrainingRun(out, run.steps, tuple(classes), tuple(map(tuple, train_set.palette)), tuple(val_set.names))
+    callbacks = Callbacks(run.all_callbacks if me == 0 else (), watched, source)  # where the run directory is written
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     resolved = spec.to_dict()
 
@@ -150,11 +152,10 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
     state = TrainingState(step=0, history=[], world_size=ranks)
     if resume:
         state = load_checkpoint(checkpoint, model, optimizer, resolved, rank=me, world_size=ranks)
+        callbacks.load_state_dicts(state.callbacks)
     elif me:
         torch.manual_seed(run.seed + 1_000_003 * me)  # dropout draws its own masks in each process
     eval_every = run.eval_every or run.steps
-    board = TensorBoard(out if run.tensorboard and me == 0 else None, val_set.names, train_set.palette,
-                        start=state.step)
 
     model.train()
     loader = batches(train_loader(train_set, spec.data, run.seed, start_step=state.step * run.accumulate,
@@ -176,7 +177,7 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
         clock.stepped()
         state.step += 1
         running.append(loss)
-        board.train(state.step, loss, optimizer.param_groups[0]["lr"])
+        callbacks.call("on_step_end", state.step, loss, optimizer.param_groups[0]["lr"])
         bar.update()
         bar.set_postfix(loss=f"{running[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
         if state.step % 10 == 0 or state.step == run.steps:
@@ -184,20 +185,22 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
             running = []
         if state.step % eval_every == 0 or state.step == run.steps:
             last = state.step == run.steps
-            metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * (last or run.tensorboard),
+            metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * (last or bool(callbacks)),
                                          progress=progress, source=source)
-            board.evaluation(state.step, metrics, examples)
+            callbacks.call("on_evaluation", state.step, metrics, examples)
             state.history.append({"step": state.step, **{k: v for k, v in metrics.items()
                                                           if k not in ("per_class_iou", "confusion")}})
             if progress:
                 bar.write(f"step {state.step}: val mIoU {100 * metrics['mean_iou']:.1f}%")
             rng = _random_states(runtime.device)  # every process takes part; the first writes
             if me == 0:
+                state.callbacks = callbacks.state_dicts()
                 save_checkpoint(checkpoint, model, optimizer, state, resolved, rng)
+                callbacks.call("on_checkpoint", state.step, checkpoint)
     bar.close()
-    board.close()
     if not trains:  # resumed a finished run: nothing was trained, evaluate once
         metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES, progress=progress, source=source)
+    callbacks.call("on_train_end", metrics)
     speed = clock.report(spec.data.batch_size * run.accumulate, compiled=run.compile)
     if me:
         return metrics

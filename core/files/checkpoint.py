@@ -1,9 +1,10 @@
 """Resumable training state in a safetensors file: model, optimizer, step, RNG, history.
 
-Tensors are stored under ``model/<name>``, ``optimizer/<param index>/<key>`` and
-``rng/<device>`` (``rng/<device>/<rank>`` for the other processes of a distributed run);
-everything else (step, number of processes, optimizer hyper-parameters, the resolved
-spec, the metric history) is JSON in the metadata, with the file's checksum
+Tensors are stored under ``model/<name>``, ``optimizer/<param index>/<key>``,
+``rng/<device>`` (``rng/<device>/<rank>`` for the other processes of a distributed run) and
+``callbacks/<spec key>/<key>``; everything else (step, number of processes, optimizer
+hyper-parameters, the resolved spec, the metric history, the callbacks' other state) is JSON
+in the metadata, with the file's checksum
 (:mod:`ctxseg.files.checksum`, verified on resume). No pickle.
 """
 
@@ -22,7 +23,7 @@ from ctxseg.errors import WeightsError
 from ctxseg.files import checksum
 from ctxseg.files.weights import load_state, read_safetensors, write_tensors
 
-__all__ = ["TrainingState", "checkpoint_step", "load_checkpoint", "rng_key", "save_checkpoint"]
+__all__ = ["TrainingState", "checkpoint_step", "load_checkpoint", "rng_key", "save_checkpoint", "state_problem"]
 
 FORMAT = "ctxseg.checkpoint/2"
 UNCHECKED_FORMAT = "ctxseg.checkpoint/1"
@@ -35,6 +36,22 @@ class TrainingState:
     history: list[dict[str, Any]]
     world_size: int = 1
     """Processes the run trains on: a distributed run resumes on as many."""
+    callbacks: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    """Each callback's ``state_dict``, by its spec key (``run.callbacks[0]``)."""
+
+
+def state_problem(state: Any) -> str | None:
+    """Why a callback's ``state_dict`` cannot be stored in a checkpoint, or None: it must be a
+    table whose values are tensors, or JSON values that read back equal (lists, not tuples)."""
+    if not (isinstance(state, dict) and all(isinstance(key, str) for key in state)):
+        return f"it is {type(state).__name__}, not a table with string keys"
+    values = {key: value for key, value in state.items() if not isinstance(value, torch.Tensor)}
+    try:
+        if json.loads(json.dumps(values, allow_nan=False)) == values:
+            return None
+    except (TypeError, ValueError, RecursionError) as error:
+        return f"its values are not JSON values ({error})"
+    return "its values do not read back equal from JSON (a tuple becomes a list: use lists)"
 
 
 def rng_key(device: str, rank: int) -> str:
@@ -56,6 +73,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
             else:
                 scalars.setdefault(str(index), {})[key] = value
     tensors.update(rng)
+    callbacks: dict[str, dict[str, Any]] = {}
+    for owner, entries in state.callbacks.items():
+        callbacks[owner] = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"callbacks/{owner}/{key}"] = value
+            else:
+                callbacks[owner][key] = value
     metadata = {
         "ctxseg.format": FORMAT,
         "ctxseg.spec": json.dumps(spec),
@@ -64,6 +89,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         "ctxseg.history": json.dumps(state.history),
         "ctxseg.param_groups": json.dumps(optim["param_groups"]),
         "ctxseg.optimizer_scalars": json.dumps(scalars),
+        "ctxseg.callbacks": json.dumps(callbacks),
     }
     write_tensors(path, tensors, metadata)
 
@@ -101,8 +127,13 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         torch.set_rng_state(tensors[rng_key("cpu", rank)])
         if rng_key("cuda", rank) in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors[rng_key("cuda", rank)])
+        callbacks: dict[str, dict[str, Any]] = json.loads(meta.get("ctxseg.callbacks", "{}"))
+        for key, value in tensors.items():
+            if key.startswith("callbacks/"):
+                _, owner, name = key.split("/", 2)
+                callbacks.setdefault(owner, {})[name] = value
         return TrainingState(step=int(meta["ctxseg.step"]), history=json.loads(meta["ctxseg.history"]),
-                             world_size=int(meta.get("ctxseg.world_size", "1")))
+                             world_size=int(meta.get("ctxseg.world_size", "1")), callbacks=callbacks)
     except (KeyError, ValueError, TypeError, AttributeError, RuntimeError, RecursionError) as error:
         raise WeightsError(f"{path}: corrupt checkpoint ({type(error).__name__}: {error}); train without "
                            "--resume (--overwrite) to start the run again") from None

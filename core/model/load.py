@@ -2,8 +2,9 @@
 
 Only the inference graph's components must be installed: the model's parts (backbone,
 context heads, fusion, auxiliary heads, whose tensors the file holds) and ``run.passes``.
-A training-only component (loss, optimizer, schedule, metrics) or the dataset whose plugin
-is absent is a warning, and the spec keeps ctxseg's default in its place.
+A training-only component (loss, optimizer, schedule) or the dataset whose plugin is absent
+is a warning, and the spec keeps ctxseg's default in its place; an absent metric or callback
+is a warning, and is left out.
 """
 
 from __future__ import annotations
@@ -76,15 +77,17 @@ def _installed_only(info: WeightsInfo, path: str | Path) -> dict[str, Any]:
                           f"to run the model, so the default is used ({_provider(info, parent[key]['name'])})",
                           stacklevel=4)
             del parent[key]
-    metrics = []
-    for i, table in enumerate(data.get("metrics", [])):
-        if _absent(Kind.METRIC, table):
-            warnings.warn(f"{path}: metrics[{i}] is metric {table['name']!r}, which is not installed; it is "
-                          f"left out ({_provider(info, table['name'])})", stacklevel=4)
-        else:
-            metrics.append(table)
-    if "metrics" in data:
-        data["metrics"] = metrics
+    for where, kind, parent, key in [("metrics", Kind.METRIC, data, "metrics"),
+                                     ("run.callbacks", Kind.CALLBACK, run, "callbacks")]:
+        kept = []
+        for i, table in enumerate(parent.get(key, [])):
+            if _absent(kind, table):
+                warnings.warn(f"{path}: {where}[{i}] is {kind} {table['name']!r}, which is not installed; it is "
+                              f"left out ({_provider(info, table['name'])})", stacklevel=4)
+            else:
+                kept.append(table)
+        if key in parent:
+            parent[key] = kept
     return data
 
 

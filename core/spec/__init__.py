@@ -9,6 +9,7 @@ from ctxseg.spec.paths import FilePath, FolderPath
 from ctxseg.spec.schema import (
     AuxRef,
     BackboneRef,
+    CallbackRef,
     ClassifierSpec,
     ContextRef,
     DatasetRef,
@@ -29,7 +30,7 @@ from ctxseg.spec.schema import (
 )
 
 __all__ = [
-    "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
+    "AuxRef", "BackboneRef", "CallbackRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
     "FilePath", "FolderPath", "FusionRef", "LossRef", "MetricRef", "ModelSpec", "ModuleRef", "OptimizerRef",
     "PassesRef", "Ref", "RunSpec", "ScheduleRef", "Spec", "TestSpec", "load_spec", "spec_from_dict",
 ]

@@ -28,7 +28,7 @@ from ctxseg.spec.convert import InvalidValue, converter, unstructure
 from ctxseg.spec.paths import FilePath
 
 __all__ = [
-    "AuxRef", "BackboneRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
+    "AuxRef", "BackboneRef", "CallbackRef", "ClassifierSpec", "ContextRef", "DataSpec", "DatasetRef", "DropoutSpec",
     "FusionRef", "LossRef", "MetricRef", "ModelSpec", "ModuleRef", "OptimizerRef", "PassesRef", "Ref", "RunSpec",
     "ScheduleRef", "Spec", "TestSpec",
 ]
@@ -150,6 +150,11 @@ class PassesRef(Ref):
 @attrs.frozen
 class MetricRef(Ref):
     kind = Kind.METRIC
+
+
+@attrs.frozen
+class CallbackRef(Ref):
+    kind = Kind.CALLBACK
 
 
 @functools.cache
@@ -350,6 +355,16 @@ class TestSpec:
         return self.stride or -(-2 * self.crop // 3)
 
 
+TENSORBOARD = "base.tensorboard"
+"""The callback ``[run] tensorboard = true`` stands for."""
+
+
+def _one_tensorboard(instance: RunSpec, attribute: attrs.Attribute, value: tuple[CallbackRef, ...]) -> None:
+    if instance.tensorboard and any(ref.name == TENSORBOARD for ref in value):
+        raise ValueError(f"'tensorboard = true' adds a {TENSORBOARD!r} callback, and '{attribute.name}' names "
+                         "one too; keep the [[run.callbacks]] table and remove 'tensorboard'")
+
+
 @attrs.frozen(kw_only=True)
 class RunSpec:
     steps: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
@@ -379,9 +394,20 @@ class RunSpec:
     passes: PassesRef = _default(PassesRef, "base.single")
     """How the model runs on a batch in training and at inference: "base.single" (one
     forward pass), or a plugin's, e.g. "fcrn.simulated" (FCRN's four shifted passes)."""
+    callbacks: tuple[CallbackRef, ...] = attrs.field(default=(), validator=_one_tensorboard)
+    """What happens around training ([[run.callbacks]] tables), e.g. "base.tensorboard"."""
     tensorboard: bool = False
-    """Also write TensorBoard event files into the run directory: loss, learning rate,
-    validation metrics per class and prediction panels (needs ``ctxseg[tensorboard]``)."""
+    """Shorthand for a [[run.callbacks]] table naming "base.tensorboard" with its defaults: TensorBoard
+    event files in the run directory (loss, learning rate, validation metrics per class, prediction
+    panels; needs ``ctxseg[tensorboard]``)."""
+
+    @property
+    def all_callbacks(self) -> tuple[tuple[str, CallbackRef], ...]:
+        """The run's callbacks with their spec keys: ``callbacks``', then ``tensorboard``'s."""
+        keyed = tuple((f"run.callbacks[{i}]", ref) for i, ref in enumerate(self.callbacks))
+        if self.tensorboard:
+            keyed += (("run.tensorboard", _structure_ref({"name": TENSORBOARD}, CallbackRef)),)
+        return keyed
 
 
 @attrs.frozen(kw_only=True)

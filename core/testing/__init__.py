@@ -32,6 +32,7 @@ from typing import Any
 from ctxseg import interfaces
 from ctxseg.errors import PluginError
 from ctxseg.registry import Component, Kind
+from ctxseg.testing.callbacks import check_callback
 from ctxseg.testing.datasets import check_dataset
 from ctxseg.testing.modules import check_backbone, check_context_head, check_fusion
 from ctxseg.testing.plugin import check_plugin
@@ -40,6 +41,7 @@ from ctxseg.testing.training import check_loss, check_optimizer, check_schedule
 
 __all__ = [
     "check_backbone",
+    "check_callback",
     "check_component",
     "check_context_head",
     "check_dataset",
@@ -107,4 +109,5 @@ _CHECKS: dict[Kind, Callable[..., None]] = {
     Kind.DATASET: check_dataset,
     Kind.METRIC: check_metric,
     Kind.PASSES: check_passes,
+    Kind.CALLBACK: check_callback,
 }
