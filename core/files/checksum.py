@@ -4,8 +4,8 @@ Safetensors checks a file's layout (header length, JSON, offsets), not its conte
 flipped bit inside a tensor loads silently. So every file ctxseg writes carries, in its
 metadata under ``ctxseg.checksum``, the SHA-256 digest of its tensors (each one's name,
 dtype, shape and bytes, in name order, streamed without copying) and that of its other
-metadata entries. Checking costs about 0.1 s per 100 MB on two CPU cores
-(``examples/benchmarks/checksum.py``), as much again as building a model takes, so
+metadata entries. Checking costs about 0.06 s per 100 MB on the reference machine
+(``examples/benchmarks/checksum.py``), about as long as building the model takes, so
 :func:`verifying` computes the digest while the model is built.
 """
 
