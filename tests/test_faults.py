@@ -19,6 +19,7 @@ from PIL import Image
 
 import ctxseg.engine.train
 from ctxseg.cli import main
+from ctxseg.engine.inference import Inference
 from ctxseg.errors import WriteError
 from ctxseg.files.checkpoint import checkpoint_step
 from ctxseg.files.checksum import verify
@@ -155,6 +156,7 @@ INTERRUPTED = """
 import os, sys, time
 import safetensors.torch
 from ctxseg.cli import main
+from ctxseg.engine.inference import Inference
 
 save_file = safetensors.torch.save_file
 calls = []
@@ -208,14 +210,37 @@ def test_training_data_vanishing_says_what_is_intact(tiny_plugin, tmp_path, monk
                                        "with --resume\n")
 
 
-@pytest.mark.parametrize("command", ["eval", "export", "convert"])
-def test_a_read_only_file_system_is_named_before_the_work(tiny_weights, small_fs, command, capsys):
+@pytest.mark.parametrize("command", ["train", "predict", "eval", "export", "convert"])
+def test_a_read_only_file_system_is_named_before_the_work(tiny_weights, small_fs, scenes_root, tmp_path, command,
+                                                          capsys):
     folder = small_fs("1m", read_only=True)
-    target = folder / ("metrics.json" if command == "eval" else "model.onnx" if command == "export" else "w.safetensors")
-    option = "--to" if command == "convert" else "--out"
-    assert main([command, str(tiny_weights), option, str(target)]) == 2
+    target, args = {
+        "train": (folder / "checkpoint.safetensors", [str(_spec(tmp_path, scenes_root, 1)), "--out", str(folder)]),
+        "predict": (folder / "img00.png", [str(tiny_weights), str(_images(tmp_path / "in", 1)), "--out", str(folder)]),
+        "eval": (folder / "metrics.json", [str(tiny_weights), "--out", str(folder / "metrics.json")]),
+        "export": (folder / "model.onnx", [str(tiny_weights), "--out", str(folder / "model.onnx")]),
+        "convert": (folder / "w.safetensors", [str(tiny_weights), "--to", str(folder / "w.safetensors")]),
+    }[command]
+    assert main([command, *args]) == 2
     assert capsys.readouterr().err == (f"ctxseg: error: {target}: read-only file system; nothing was written; make "
                                        f"{folder} writable and run again\n")
+
+
+def test_predict_goes_on_past_an_image_that_vanishes(tiny_weights, tmp_path, monkeypatch, capsys):
+    """An input deleted after predict listed it: named, and the others labelled (exit 1, as any unreadable image)."""
+    images = _images(tmp_path / "in", 3)
+    predict = Inference.predict
+
+    def predict_and_delete(self, image):
+        (images / "img01.png").unlink(missing_ok=True)
+        return predict(self, image)
+
+    monkeypatch.setattr(Inference, "predict", predict_and_delete)
+    out = tmp_path / "out"
+    assert main(["predict", str(tiny_weights), str(images), "--out", str(out), "--quiet", "--precision", "fp32"]) == 1
+    assert capsys.readouterr().err == (f"ctxseg: error: {images / 'img01.png'}: no such image\n"
+                                       "ctxseg: 1 of 3 images failed (reported above); the others were written\n")
+    assert sorted(p.name for p in out.glob("img??.png")) == ["img00.png", "img02.png"]
 
 
 def test_a_folder_without_write_permission_is_named(tiny_weights, tiny_plugin, tmp_path):
