@@ -34,7 +34,8 @@ def file_in_the_way(folder: Path) -> Path | None:
 
 
 def check_output(out: Path, option: str, *inputs: Path) -> None:
-    """CtxsegError unless the file path ``out`` (given as ``option``) can be written and replaces none of ``inputs``."""
+    """CtxsegError unless the file path ``out`` (given as ``option``) can be written and replaces none of ``inputs``
+    (a WriteError if its folder cannot be written in)."""
     if out.is_dir():
         raise CtxsegError(f"{out}: {option} is a folder; expected the path of the file to write")
     if (blocking := file_in_the_way(out.parent)) is not None:
@@ -49,12 +50,8 @@ def check_writable(out: Path) -> None:
     a read-only file system or a folder without permission is named before the work, not after it."""
     folder = next(p for p in (out.parent, *out.parent.parents) if os.path.isdir(p))
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise _write_error(out, OSError(errno.EROFS if _read_only(folder) else errno.EACCES, ""), folder=folder,
-                           intact="nothing was written")
-
-
-def _read_only(folder: Path) -> bool:
-    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
+        raise WriteError(out, *_fault(errno.EROFS if read_only else errno.EACCES, "", folder), "nothing was written")
 
 
 @contextlib.contextmanager
@@ -88,20 +85,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _write_error(path: Path, error: OSError, *, folder: Path | None = None, intact: str | None = None) -> WriteError:
-    """The WriteError of ``error``, met writing ``path`` (in ``folder``, by default its own): why, what is
-    intact (by default: ``path`` was not written) and what lets a second try succeed."""
-    folder = folder or path.parent
-    reason, remedy = {
+def _write_error(path: Path, error: OSError) -> WriteError:
+    """The WriteError of ``error``, met writing ``path``: nothing replaced the file already there, if any."""
+    kept = "; the file already there is unchanged" if os.path.exists(path) else ""
+    return WriteError(path, *_fault(error.errno, error.strerror or str(error), path.parent), f"it was not written{kept}")
+
+
+def _fault(code: int | None, description: str, folder: Path) -> tuple[str, str]:
+    """Why a file could not be written in ``folder`` (errno ``code``), and what lets a second try succeed."""
+    return {
         errno.ENOSPC: ("no space left on device", "free space"),
         errno.EDQUOT: ("disk quota exceeded", "free space"),
         errno.EROFS: ("read-only file system", f"make {folder} writable"),
         errno.EACCES: ("permission denied", f"make {folder} writable"),
         errno.EPERM: ("operation not permitted", f"make {folder} writable"),
-    }.get(error.errno, ((error.strerror or str(error)).lower(), "fix that"))
-    if intact is None:
-        intact = "it was not written" + ("; the file already there is unchanged" if os.path.exists(path) else "")
-    return WriteError(path, reason, remedy, intact)
+    }.get(code, (description.lower(), "fix that"))
 
 
 def _remove_stale(path: Path) -> None:
