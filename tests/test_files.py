@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from ctxseg.files import atomic
 from ctxseg.files.atomic import atomic_path
 from ctxseg.files.weights import read_safetensors, write_tensors
 
@@ -39,6 +40,7 @@ def test_written_files_get_the_mode_open_gives(tmp_path, umask):
 
 KILLED_WRITE = """
 import os, signal, sys, torch
+from ctxseg.files import atomic
 from ctxseg.files.atomic import atomic_path
 import safetensors.torch
 with atomic_path(sys.argv[1]) as tmp:
@@ -59,3 +61,27 @@ def test_a_killed_write_leaves_the_old_file_and_the_next_write_cleans_up(tmp_pat
         write_tensors(checkpoint, {"w": torch.zeros(3)}, {"step": "2"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors"]
     assert read_safetensors(checkpoint)[1]["step"] == "2"
+
+
+def test_a_running_writers_temporary_folder_is_left_to_it(tmp_path):
+    """Two processes writing one file (torchrun ranks, two commands exporting one cache file): the
+    second never removes the first's folder while it runs, only once it has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".m.json.{atomic._HOST}-{child.pid}.abcd1234.tmp"
+        live.mkdir()
+        with atomic_path(tmp_path / "m.json") as tmp:
+            tmp.write_text("{}")
+        assert live.exists()
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.warns(UserWarning, match="left by an interrupted write of m.json"):
+        with atomic_path(tmp_path / "m.json") as tmp:
+            tmp.write_text("{}")
+    assert not live.exists()
+    other = tmp_path / ".m.json.elsewhere-1.abcd1234.tmp"  # another machine sharing the folder
+    other.mkdir()
+    with atomic_path(tmp_path / "m.json") as tmp:
+        tmp.write_text("{}")
+    assert other.exists()

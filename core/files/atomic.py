@@ -1,8 +1,10 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
-The temporary file lies in a folder ``.<name>.<random>.tmp`` beside the target, so a write that a killed
-process left behind is recognisable: the next write of the same target removes it (and
-says so). The new file gets the mode a plain ``open()`` would give it under the umask,
+The temporary file lies in a folder ``.<name>.<host>-<pid>.<random>.tmp`` beside the target, so a
+write that a killed process left behind is recognisable: the next write of the same target
+removes it (and says so), if the process that made it has ended; a folder of a process still
+running (another torchrun rank, a second ``ctxseg`` writing the same cache file), or of
+another machine sharing the folder, is left to its writer. The new file gets the mode a plain ``open()`` would give it under the umask,
 not the owner-only 0600 of :func:`tempfile.mkstemp`, so a run directory shared with a
 group stays readable.
 
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -58,8 +63,8 @@ def check_writable(out: Path) -> None:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
-    The path lies in a private folder ``.<name>.<random>.tmp``, which also catches the
-    temporary files of a writer that makes its own (safetensors does). If the body raises,
+    The path lies in a private folder ``.<name>.<host>-<pid>.<random>.tmp``, which also catches
+    the temporary files of a writer that makes its own (safetensors does). If the body raises,
     ``path`` is untouched and the folder removed; if the process dies, the next
     ``atomic_path(path)`` removes it.
     """
@@ -67,7 +72,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale(path)
-        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp",
+                                       dir=path.parent))
     except OSError as error:
         raise _write_error(path, error) from None
     tmp = folder / path.name
@@ -102,9 +108,38 @@ def _fault(code: int | None, description: str, folder: Path) -> tuple[str, str]:
     }.get(code, (description.lower(), "fix that"))
 
 
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())
+"""This machine's name as a temporary folder's name holds it."""
+_WRITER = re.compile(r"(?:(?P<host>[A-Za-z0-9_]+)-(?P<pid>[0-9]+)\.)?[a-z0-9_]+")
+"""What lies between ``.<name>.`` and ``.tmp`` in a temporary folder's name: the writer's
+machine and process (absent from the folders earlier versions made) and mkdtemp's part."""
+
+
+def _abandoned(middle: str) -> bool:
+    """Whether the temporary folder named ``.<name>.<middle>.tmp`` is one of ``atomic_path``'s whose
+    writer has ended: made on this machine by a process that is gone (or by an older ctxseg)."""
+    match = _WRITER.fullmatch(middle)
+    if match is None:
+        return False
+    if match["host"] is None:
+        return True
+    if match["host"] != _HOST:
+        return False
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
 def _remove_stale(path: Path) -> None:
     """Remove the temporary folders (or files) of ``path`` that an earlier, killed write left."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        if not _abandoned(stale.name[len(prefix):-len(".tmp")]):
+            continue
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:
