@@ -202,3 +202,36 @@ def test_a_training_run_sets_up_one_runtime_and_one_passes(tmp_path, tiny_spec_f
     assert {method for method, obj in calls if obj is passes} == {"Passes.__init__", "Passes.backward",
                                                                   "Passes.inference"}
     assert all(obj is passes for method, obj in calls if method.startswith("Passes."))
+
+
+def test_a_checkpoint_written_before_keys_were_added_still_resumes(tmp_path, tiny_spec_file, monkeypatch):
+    """A checkpoint of an earlier version (format /1, no checksum, a spec without keys added since,
+    such as run.callbacks) resumes: its spec is read as the run's is, defaults filled in."""
+    spec = load_spec(tiny_spec_file)
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, tmp_path / "run", progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    with safetensors.safe_open(path, "pt") as f:
+        meta = f.metadata()
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    saved = json.loads(meta["ctxseg.spec"])
+    del saved["run"]["callbacks"]
+    old = {k: v for k, v in meta.items() if k != "ctxseg.checksum"}
+    old.update({"ctxseg.format": "ctxseg.checkpoint/1", "ctxseg.spec": json.dumps(saved)})
+    safetensors.torch.save_file(tensors, path, metadata=old)
+    with pytest.warns(UserWarning):  # written before ctxseg checksummed its files
+        train(spec, tmp_path / "run", resume=True, progress=False)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == spec.run.steps
+    saved["run"]["steps"] = 99  # a different spec is still refused
+    old["ctxseg.spec"] = json.dumps(saved)
+    safetensors.torch.save_file(tensors, path, metadata=old)
+    with pytest.warns(UserWarning), pytest.raises(WeightsError, match="was written by a run with a different spec"):
+        train(spec, tmp_path / "run", resume=True, progress=False)

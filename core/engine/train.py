@@ -38,7 +38,7 @@ from ctxseg.files.weights import load_state, read_weights, save_weights
 from ctxseg.interfaces import Passes, TrainingRun
 from ctxseg.model import SegmentationModel
 from ctxseg.model.check import check_model
-from ctxseg.spec import Spec
+from ctxseg.spec import Spec, spec_from_dict
 
 __all__ = ["train"]
 
@@ -151,7 +151,8 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
     checkpoint = out / "checkpoint.safetensors"
     state = TrainingState(step=0, history=[], world_size=ranks)
     if resume:
-        state = load_checkpoint(checkpoint, model, optimizer, resolved, rank=me, world_size=ranks)
+        state = load_checkpoint(checkpoint, model, optimizer, resolved, rank=me, world_size=ranks,
+                                resolve=lambda saved: spec_from_dict(saved, source=str(checkpoint)).to_dict())
         callbacks.load_state_dicts(state.callbacks)
     elif me:
         torch.manual_seed(run.seed + 1_000_003 * me)  # dropout draws its own masks in each process

@@ -11,6 +11,7 @@ in the metadata, with the file's checksum
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import safetensors
 import torch
 from torch import nn
 
-from ctxseg.errors import WeightsError
+from ctxseg.errors import CtxsegError, WeightsError
 from ctxseg.files import checksum
 from ctxseg.files.weights import load_state, read_safetensors, write_tensors
 
@@ -95,9 +96,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    spec: dict[str, Any], *, rank: int = 0, world_size: int = 1) -> TrainingState:
+                    spec: dict[str, Any], *, rank: int = 0, world_size: int = 1,
+                    resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> TrainingState:
     """Restore model, optimizer and process ``rank``'s RNG from ``path``; the run's spec,
-    and its number of processes, must be the ones saved."""
+    and its number of processes, must be the ones saved. ``resolve`` reads the saved spec as
+    the run's was read (defaults of keys added since it was saved filled in)."""
     path = Path(path)
     tensors, meta = read_safetensors(path)
     if meta.get("ctxseg.format") not in (FORMAT, UNCHECKED_FORMAT):
@@ -107,6 +110,11 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         saved = json.loads(meta["ctxseg.spec"])
     except (KeyError, ValueError, RecursionError):
         raise WeightsError(f"{path}: corrupt checkpoint: metadata 'ctxseg.spec' is missing or unreadable") from None
+    if resolve is not None:
+        try:
+            saved = json.loads(json.dumps(resolve(saved)))
+        except CtxsegError:
+            pass  # a spec that no longer reads is a different one
     if saved != json.loads(json.dumps(spec)):
         raise WeightsError(f"{path}: was written by a run with a different spec; "
                            "resume with the same spec or train into a new --out directory")
