@@ -104,7 +104,7 @@ def _test_options(args: argparse.Namespace) -> dict:
 
 
 def _add_test_options(s: argparse.ArgumentParser) -> None:
-    g = s.add_argument_group("test protocol", "override the weights' [test] table (see the README)")
+    g = s.add_argument_group("test protocol", "override the weights' [test] table (see docs/spec.md)")
     g.add_argument("--mode", choices=["whole", "slide"], help="score whole images, or by sliding windows")
     g.add_argument("--crop", type=int, metavar="PX", help="sliding window side")
     g.add_argument("--stride", type=int, metavar="PX", help="pixels between windows (default: 2/3 of --crop)")

@@ -1,4 +1,4 @@
-"""Regenerate the README's comparison tables on context scenes: every cell mean ± std over seeds.
+"""Regenerate docs/measured.md's comparison tables on context scenes: every cell mean ± std over seeds.
 
     python examples/reproduce.py --table global-context      # one table
     python examples/reproduce.py --all --jobs 2              # all five, two runs at a time

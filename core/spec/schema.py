@@ -9,7 +9,7 @@ parameters; the registry's component class says which parameters exist::
     output_stride = 8
 
 Channel counts and the number of classes are never written: they flow from the
-backbone and the dataset. See ``examples/`` and the README for complete specs.
+backbone and the dataset. See ``examples/`` and docs/spec.md for complete specs.
 """
 
 from __future__ import annotations
