@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["ComponentError", "CtxsegError", "DataError", "PluginError", "SpecError", "WeightsError", "WriteError"]
+__all__ = ["ComponentError", "CtxsegError", "DataError", "MissingExtraError", "PluginError", "SpecError", "WeightsError",
+           "WriteError"]
 
 
 class CtxsegError(Exception):
@@ -20,6 +21,12 @@ class PluginError(CtxsegError):
 class ComponentError(PluginError):
     """A component raised while being built or run, or broke what it declares (channels, stride);
     the message names its TOML path and plugin distribution, ``ctxseg --debug`` shows the traceback."""
+
+
+class MissingExtraError(CtxsegError):
+    """An optional package that a component or command needs is not installed; the message
+    names it and the pip command of the extra that brings it. The contract kit reports such a
+    component as not checked here, not as broken."""
 
 
 class WeightsError(CtxsegError):

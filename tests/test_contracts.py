@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 
 import attrs
 import pytest
@@ -438,3 +439,13 @@ class Unwritten(FolderDataset):
 def test_dataset_check_names_a_bad_example(cls: type, message: str) -> None:
     with pytest.raises(AssertionError, match=message):
         check_dataset(cls)
+
+
+def test_a_component_whose_optional_package_is_absent_is_not_checked_here_not_failed(monkeypatch, capsys):
+    """``plugins --check`` on an install without the tensorboard extra: base.tensorboard is reported
+    as not checked, naming the extra, and the check passes."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    assert main(["plugins", "--check", "base.tensorboard"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert "not checked here: base.tensorboard: writing TensorBoard logs needs the tensorboard package" in row
+    assert "pip install 'ctxseg[tensorboard]'" in row

@@ -20,7 +20,7 @@ import attrs
 import numpy as np
 from torch import Tensor
 
-from ctxseg.errors import CtxsegError
+from ctxseg.errors import MissingExtraError
 from ctxseg.files.pictures import panel
 from ctxseg.interfaces import Callback, TrainingRun
 
@@ -39,7 +39,7 @@ class TensorBoard(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise CtxsegError("base.tensorboard: writing TensorBoard logs needs the tensorboard package; "
+            raise MissingExtraError("base.tensorboard: writing TensorBoard logs needs the tensorboard package; "
                               "install it with: python -m pip install 'ctxseg[tensorboard]'") from None
         self.run, self.step = run, 0
         self._make_writer = SummaryWriter

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ctxseg.errors import CtxsegError, WeightsError
+from ctxseg.errors import MissingExtraError, WeightsError
 from ctxseg.files.cache import cache_folder
 from ctxseg.files.weights import WeightsInfo, weights_info
 
@@ -36,11 +36,11 @@ def available() -> bool:
 
 
 def require_extra(module: str, purpose: str = "ONNX export") -> Any:
-    """``import module``, or a CtxsegError saying that ``purpose`` needs it and which extra to install."""
+    """``import module``, or a MissingExtraError saying that ``purpose`` needs it and which extra to install."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise CtxsegError(f"{purpose} needs the package {module!r}, which is not installed; "
+        raise MissingExtraError(f"{purpose} needs the package {module!r}, which is not installed; "
                           "install it with: python -m pip install 'ctxseg[export]'") from None
 
 

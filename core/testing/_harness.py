@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from ctxseg.errors import SpecError
+from ctxseg.errors import MissingExtraError, SpecError
 from ctxseg.registry import Kind
 from ctxseg.spec.convert import structure
 from ctxseg.threads import one_thread
@@ -71,6 +71,8 @@ def _make_config(who: str, cls: type, config: Any) -> Any:
 def _construct(who: str, build: Callable[[], Any], where: str) -> Any:
     try:
         return build()
+    except MissingExtraError:
+        raise  # not the component's fault: it cannot be checked where its optional package is absent
     except Exception as error:  # noqa: BLE001 - any constructor argument within the contract must work
         suffix = f" ({where})" if where else ""
         raise AssertionError(f"{who}: constructor raised {type(error).__name__}: {error}{suffix}") from error
