@@ -271,11 +271,11 @@ def test_a_write_that_fails_leaves_the_file_there_and_says_so(tiny_weights, smal
 
 def test_an_os_error_elsewhere_is_one_line(monkeypatch, tmp_path, capsys):
     """A fault met outside ctxseg's readers and writers (a folder gone while listed, say) is one line too."""
-    import ctxseg.cli
+    from ctxseg.cli import commands
 
     def vanished(args):
         raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "gone"))
 
-    monkeypatch.setattr(ctxseg.cli, "_inspect", vanished)
+    monkeypatch.setattr(commands, "run_inspect", vanished)
     assert main(["inspect", "x.toml"]) == 2
     assert capsys.readouterr().err == f"ctxseg: error: {tmp_path / 'gone'}: no such file or directory\n"

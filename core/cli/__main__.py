@@ -1,0 +1,7 @@
+"""``python -m ctxseg.cli``: the command line."""
+
+import sys
+
+from ctxseg.cli import main
+
+sys.exit(main())
