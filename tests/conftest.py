@@ -164,3 +164,23 @@ def counted_confusion():
     (rows: labels, columns: predictions) counted directly from the model's scores, in one batch in
     fp32; an evaluation's may differ from it as two evaluations' may (``undetermined``)."""
     return _counted_confusion
+
+
+@pytest.fixture
+def kill_after_first_checkpoint():
+    """``kill_after_first_checkpoint(spec, out)``: train ``spec`` into ``out`` as a run that Ctrl-C
+    stops right after its first checkpoint is written (whole), to be resumed with ``resume=True``."""
+    from ctxseg.engine import train as train_module
+
+    def run(spec, out) -> None:
+        real_save = train_module.save_checkpoint
+
+        def save_then_die(*args, **kwargs):
+            real_save(*args, **kwargs)
+            raise KeyboardInterrupt
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(train_module, "save_checkpoint", save_then_die)
+            with pytest.raises(KeyboardInterrupt):
+                train_module.train(spec, out, progress=False)
+    return run

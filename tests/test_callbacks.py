@@ -12,7 +12,6 @@ import attrs
 import pytest
 import torch
 
-from ctxseg.engine import train as train_module
 from ctxseg.engine.train import train
 from ctxseg.errors import ComponentError
 from ctxseg.files.checkpoint import checkpoint_step
@@ -131,20 +130,12 @@ def test_hooks_are_called_at_their_steps_with_the_runs_values(recorder, tiny_spe
         (out / "checkpoint.safetensors", 2), (out / "checkpoint.safetensors", 4)]  # already written at that step
 
 
-def test_a_killed_run_resumes_its_callbacks_state_exactly(recorder, tiny_spec_file, tmp_path, monkeypatch):
+def test_a_killed_run_resumes_its_callbacks_state_exactly(recorder, tiny_spec_file, tmp_path,
+                                                          kill_after_first_checkpoint):
     spec = _spec(tiny_spec_file)
     train(spec, tmp_path / "straight", progress=False)
     straight = recorder[-1][2]
-    real_save = train_module.save_checkpoint
-
-    def save_then_die(*args, **kwargs):  # after the checkpoint of step 2
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(spec, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    kill_after_first_checkpoint(spec, tmp_path / "killed")  # after the checkpoint of step 2
     recorder.clear()
     train(spec, tmp_path / "killed", resume=True, progress=False)
     assert [call[0] for call in recorder[:3]] == ["init", "load_state_dict", "on_step_end"]  # before any hook

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from ctxseg.cli import main
-from ctxseg.engine import train as train_module
 from ctxseg.engine.train import train
 from ctxseg.errors import CtxsegError
 from ctxseg.interfaces import TrainingRun
@@ -54,21 +53,12 @@ def test_training_writes_loss_lr_metrics_per_class_and_panels(tmp_path, tiny_spe
     assert image.width == 3 * image.height + 4  # image | ground truth | prediction
 
 
-def test_a_killed_run_resumes_the_curves_exactly(tmp_path, tiny_spec_text, monkeypatch):
+def test_a_killed_run_resumes_the_curves_exactly(tmp_path, tiny_spec_text, kill_after_first_checkpoint):
     path = tmp_path / "tiny.toml"
     path.write_text(_with_tensorboard(tiny_spec_text))
     spec = load_spec(path)
     train(spec, tmp_path / "straight", progress=False)
-    real_save = train_module.save_checkpoint
-
-    def save_then_die(*args, **kwargs):  # after the checkpoint of step 2
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(spec, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    kill_after_first_checkpoint(spec, tmp_path / "killed")  # after the checkpoint of step 2
     train(spec, tmp_path / "killed", resume=True, progress=False)
     assert len(list((tmp_path / "killed").glob("events.out.tfevents.*"))) == 2
     straight, resumed = _scalars(tmp_path / "straight"), _scalars(tmp_path / "killed")

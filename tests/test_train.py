@@ -10,7 +10,6 @@ import safetensors.torch
 import torch
 
 from ctxseg.cli import main
-from ctxseg.engine import train as train_module
 from ctxseg.engine.train import train
 from ctxseg.errors import SpecError, WeightsError
 from ctxseg.spec import load_spec
@@ -58,23 +57,14 @@ def test_train_fills_the_run_directory(tmp_path, tiny_spec_file, scenes_root, ca
 
 
 @pytest.mark.parametrize("accumulate", [1, 2])
-def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_spec_file, monkeypatch, accumulate):
+def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_spec_file, kill_after_first_checkpoint, accumulate):
     text = tiny_spec_file.read_text()
     tiny_spec_file.write_text(text.replace('device = "cpu"', f'device = "cpu"\naccumulate = {accumulate}'))
     spec = load_spec(tiny_spec_file)
     assert spec.run.accumulate == accumulate
     train(spec, tmp_path / "straight", progress=False)
 
-    real_save = train_module.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(spec, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    kill_after_first_checkpoint(spec, tmp_path / "killed")  # after the checkpoint of step 2
     train(spec, tmp_path / "killed", resume=True, progress=False)
 
     straight = safetensors.torch.load_file(tmp_path / "straight" / "model.safetensors")
@@ -204,20 +194,11 @@ def test_a_training_run_sets_up_one_runtime_and_one_passes(tmp_path, tiny_spec_f
     assert all(obj is passes for method, obj in calls if method.startswith("Passes."))
 
 
-def test_a_checkpoint_written_before_keys_were_added_still_resumes(tmp_path, tiny_spec_file, monkeypatch):
+def test_a_checkpoint_written_before_keys_were_added_still_resumes(tmp_path, tiny_spec_file, kill_after_first_checkpoint):
     """A checkpoint of an earlier version (format /1, no checksum, a spec without keys added since,
     such as run.callbacks) resumes: its spec is read as the run's is, defaults filled in."""
     spec = load_spec(tiny_spec_file)
-    real_save = train_module.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(spec, tmp_path / "run", progress=False)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    kill_after_first_checkpoint(spec, tmp_path / "run")  # after the checkpoint of step 2
     path = tmp_path / "run" / "checkpoint.safetensors"
     with safetensors.safe_open(path, "pt") as f:
         meta = f.metadata()
