@@ -76,9 +76,8 @@ def test_a_running_writers_temporary_folder_is_left_to_it(tmp_path):
     finally:
         child.kill()
         child.wait()
-    with pytest.warns(UserWarning, match="left by an interrupted write of m.json"):
-        with atomic_path(tmp_path / "m.json") as tmp:
-            tmp.write_text("{}")
+    with pytest.warns(UserWarning, match="left by an interrupted write of m.json"), atomic_path(tmp_path / "m.json") as tmp:
+        tmp.write_text("{}")
     assert not live.exists()
     other = tmp_path / ".m.json.elsewhere-1.abcd1234.tmp"  # another machine sharing the folder
     other.mkdir()
