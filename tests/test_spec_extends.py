@@ -81,6 +81,26 @@ def test_arrays_and_arrays_of_tables_are_replaced_whole():
     assert spec.data.scale == (1.0, 1.0)
 
 
+def test_a_table_naming_another_component_replaces_the_bases():
+    """The issue's spec: the bootstrapping loss's ``top_k`` is not carried over to cross-entropy."""
+    write("child.toml", f'extends = "{EXAMPLES / "fcrn/context_scenes_bs512.toml"}"\n'
+                        '[loss]\nname = "base.cross_entropy"\n[run.passes]\nname = "base.single"\n')
+    spec = load_spec("child.toml")
+    assert spec.loss.name == "base.cross_entropy" and spec.loss.config == type(spec.loss.config)()
+    write("base.toml", BASE + '[run.passes]\nname = "fcrn.simulated"\nlayer = "backbone.layer2"\n')
+    spec = load_spec(write("child.toml", 'extends = "base.toml"\n[run.passes]\nname = "base.single"\n'))
+    assert spec.run.passes.name == "base.single" and spec.run.steps == 10  # the rest of [run] still merges
+
+
+def test_a_table_naming_the_same_component_merges_into_the_bases():
+    write("base.toml", BASE + '[loss]\nname = "fcrn.bootstrapping"\ntop_k = 0\nthreshold = 0.7\n')
+    spec = load_spec(write("child.toml", 'extends = "base.toml"\n[loss]\nname = "fcrn.bootstrapping"\n'
+                                         "min_kept = 7\n"))
+    assert (spec.loss.config.threshold, spec.loss.config.min_kept) == (0.7, 7)
+    spec = load_spec(write("child.toml", 'extends = "base.toml"\n[loss]\nmin_kept = 7\n'))  # no name: the same
+    assert (spec.loss.name, spec.loss.config.threshold, spec.loss.config.min_kept) == ("fcrn.bootstrapping", 0.7, 7)
+
+
 def test_a_chain_of_three_files_applies_in_order():
     write("a.toml", BASE)
     write("b.toml", 'extends = "a.toml"\n[data]\nbatch_size = 2\ncrop_size = 48\n')

@@ -4,7 +4,6 @@ function of :mod:`ctxseg.cli.commands` that runs it."""
 from __future__ import annotations
 
 import argparse
-import tomllib
 
 from ctxseg import __version__
 from ctxseg.cli import commands
@@ -44,14 +43,21 @@ class _TableKey(argparse.Action):
         key, eq, text = value.partition("=")
         if not tables or not eq or not key.strip():
             parser.error(f"{option_string} {value}: expected KEY=VALUE after a --{self.dest} NAME")
-        try:
-            tables[-1][key.strip()] = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            tables[-1][key.strip()] = text
+        from ctxseg.spec.override import toml_value  # the spec's types: imported when an option needs them
+
+        tables[-1][key.strip()] = toml_value(text)
+
+
+def _add_set(s: argparse.ArgumentParser | argparse._ArgumentGroup, example: str, what: str) -> None:
+    """``--set KEY=VALUE``, repeatable: a value of the spec changed (see docs/spec.md)."""
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"change one key of {what}, e.g. {example}: KEY a dotted path with [index] into arrays, "
+                        "VALUE in TOML (a bare word is a string); repeatable")
 
 
 def _add_test_options(s: argparse.ArgumentParser) -> None:
     g = s.add_argument_group("test protocol", "override the weights' [test] table (see docs/spec.md)")
+    _add_set(g, "test.flip=true", "the [test] table (the rest of the spec is the weights' own, as trained)")
     g.add_argument("--mode", choices=["whole", "slide"], help="score whole images, or by sliding windows")
     g.add_argument("--crop", type=int, metavar="PX", help="sliding window side")
     g.add_argument("--stride", type=int, metavar="PX", help="pixels between windows (default: 2/3 of --crop)")
@@ -95,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
                         "declarations (slow: a float64 pass at full size; needed where a component declares none)")
     s.add_argument("--classes", type=_bounded(1, 255, "8-bit masks hold at most 255 classes"),
                    help="number of classes (default: the spec's dataset)")
+    _add_set(s, "model.context[0].bins=[1,2,3,6]", "the spec, after `extends` (not of a weights file's)")
     s.set_defaults(run=commands.run_inspect)
 
     s = sub.add_parser("train", help="train a spec's model and evaluate it")
@@ -105,6 +112,7 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument("--overwrite", action="store_true",
                        help="replace the run already in DIR (without it, a DIR holding a run is refused)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_set(s, "run.steps=100", "the spec, after `extends`, for this run (recorded in its resolved spec)")
     s.set_defaults(run=commands.run_train)
 
     s = sub.add_parser("eval", help="evaluate weights on a dataset split")

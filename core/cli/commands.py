@@ -7,8 +7,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ctxseg.errors import CtxsegError, PluginError
+from ctxseg.errors import CtxsegError, PluginError, SpecError
+
+if TYPE_CHECKING:
+    from ctxseg.spec import Override
 
 __all__ = ["run_convert", "run_eval", "run_export", "run_inspect", "run_plugins", "run_predict", "run_train"]
 
@@ -52,14 +56,25 @@ def _table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
         print("  ".join([*(r[k].ljust(w) for k, w in zip(columns, widths, strict=False)), r[columns[-1]]]))
 
 
+def _overrides(args: argparse.Namespace) -> list[Override]:
+    """The ``--set KEY=VALUE`` options as :class:`~ctxseg.spec.Override`s."""
+    from ctxseg.spec import Override
+
+    return [Override.parse(text) for text in args.set]
+
+
 def run_inspect(args: argparse.Namespace) -> None:
     from ctxseg.model.report import inspect_report, report_text, resolved_spec
 
+    overrides = _overrides(args)
+    if overrides and Path(args.target).suffix == ".safetensors":
+        raise SpecError(f"--set {overrides[0].key}: --set changes a spec file; {args.target} holds the spec its "
+                        "weights were trained with")
     if args.resolved:
-        print(resolved_spec(Path(args.target)).to_toml(), end="")
+        print(resolved_spec(Path(args.target), overrides).to_toml(), end="")
         return
     report = inspect_report(Path(args.target), tuple(args.input_size), tuple(args.rf_size) if args.rf_size else None,
-                            measure=args.measure_rf, classes=args.classes)
+                            measure=args.measure_rf, classes=args.classes, overrides=overrides)
     print(json.dumps(report, indent=2) if args.json else report_text(report))
 
 
@@ -69,7 +84,7 @@ def run_train(args: argparse.Namespace) -> None:
     from ctxseg.metrics.report import metrics_table
     from ctxseg.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, _overrides(args))
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
     metrics = train(spec, out, source=args.spec, resume=args.resume, overwrite=args.overwrite,
                     progress=not args.quiet)
@@ -95,9 +110,22 @@ def run_eval(args: argparse.Namespace) -> None:
 
 
 def _test_options(args: argparse.Namespace) -> dict:
-    """The ``[test]`` keys given on the command line."""
+    """The ``[test]`` keys given on the command line: by ``--set test.KEY=VALUE`` and by their own options."""
+    from ctxseg.spec.override import apply_overrides
+
+    overrides = _overrides(args)
+    for override in overrides:
+        if override.path[0] != "test" or len(override.path) > 2 or isinstance(override.path[-1], int):
+            raise SpecError(f"--set {override.key}: ctxseg {args.command} runs the weights with the spec they were "
+                            "trained with; --set changes only its [test] table here, as test.KEY (test.flip=true)")
     keys = ("mode", "crop", "stride", "batch", "scales", "flip", "precision", "backend")
-    return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    options = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    test = apply_overrides({}, overrides).get("test", {})
+    if not isinstance(test, dict):
+        raise SpecError(f"--set test: expected a table, such as {{flip = true}}, got {test!r}")
+    if both := sorted(options.keys() & test.keys()):
+        raise CtxsegError(f"--set test.{both[0]} and --{both[0]} both set it; give one")
+    return {**test, **options}
 
 
 def run_predict(args: argparse.Namespace) -> int:

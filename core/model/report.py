@@ -7,7 +7,7 @@ its dataset's class names, which are read without reading any sample.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,15 @@ from ctxseg.errors import DataError
 from ctxseg.model.load import load_model
 from ctxseg.model.summary import summarize
 from ctxseg.model.undrawn import undrawn_model
-from ctxseg.spec import Spec, load_spec
+from ctxseg.spec import Override, Spec, load_spec
 
 __all__ = ["inspect_report", "report_text", "resolved_spec"]
 
 
-def resolved_spec(target: Path) -> Spec:
-    """The spec of a weights file (``.safetensors``) or of a spec file, after ``extends``, every default filled in."""
-    return load_model(target)[1] if target.suffix == ".safetensors" else load_spec(target)
+def resolved_spec(target: Path, overrides: Sequence[Override] = ()) -> Spec:
+    """The spec of a weights file (``.safetensors``) or of a spec file, after ``extends`` and
+    ``overrides`` (``--set``, for a spec file), every default filled in."""
+    return load_model(target)[1] if target.suffix == ".safetensors" else load_spec(target, overrides)
 
 
 def _class_names(spec: Spec, override: int | None) -> list[str]:
@@ -37,15 +38,17 @@ def _class_names(spec: Spec, override: int | None) -> list[str]:
 
 
 def inspect_report(target: Path, size: tuple[int, int], rf_size: tuple[int, int] | None = None, *,
-                   measure: bool = False, classes: int | None = None) -> dict[str, Any]:
+                   measure: bool = False, classes: int | None = None,
+                   overrides: Sequence[Override] = ()) -> dict[str, Any]:
     """The source and class count of ``target``'s model, its :func:`~ctxseg.model.summary.summarize`,
     and its output stride at inference where its ``[run.passes]`` changes it. ``classes`` sizes a
-    spec's model instead of its dataset's class names (a weights file's model has its own)."""
+    spec's model instead of its dataset's class names (a weights file's model has its own);
+    ``overrides`` (``--set``) change a spec file's spec."""
     if target.suffix == ".safetensors":
         model, spec, info = load_model(target)
         names = info.classes
     else:
-        spec = load_spec(target)
+        spec = load_spec(target, overrides)
         names = _class_names(spec, classes)
         model = undrawn_model(spec.model, len(names), str(target))
     report = {"source": str(target), "classes": len(names), **summarize(model, size, rf_size, measure=measure)}

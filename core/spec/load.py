@@ -1,19 +1,25 @@
 """Reading a spec: TOML file (and the bases it ``extends``) -> validated :class:`~ctxseg.spec.Spec`.
 
 A spec file may start with ``extends = "base.toml"``, a path relative to that file: the
-file's tables are merged into its base's key by key (the file wins), arrays (also arrays
-of tables such as ``[[model.context]]``) are replaced whole. A base may extend another.
+file's tables are merged into its base's as :mod:`.merge` says (key by key, the file
+winning; arrays, and a table naming another component, replaced whole). A base may extend
+another. ``--set`` overrides (:mod:`.override`) are laid over the result before it is validated.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from ctxseg.errors import SpecError
-from ctxseg.spec.convert import structure
+from ctxseg.spec.convert import structure, unstructure
+from ctxseg.spec.merge import merge
+from ctxseg.spec.override import Override, apply_overrides
 from ctxseg.spec.schema import Spec
 
 __all__ = ["load_spec", "spec_from_dict"]
@@ -24,13 +30,17 @@ def spec_from_dict(data: dict[str, Any], source: str = "<spec>") -> Spec:
     return structure(data, Spec, source=source)
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read a TOML spec file, merge it into the bases it extends, and validate the result.
+def load_spec(path: str | Path, overrides: Sequence[Override] = ()) -> Spec:
+    """Read a TOML spec file, merge it into the bases it extends, lay ``overrides`` over it, and validate the result.
 
-    Validation errors name ``path``, the file the user passed, whichever file set the key.
+    Validation errors name ``path``, the file the user passed, whichever file set the key
+    (``path (with --set)`` where there are overrides: one of them may have).
     """
     path = Path(path)
-    return spec_from_dict(_resolve(path, ()), source=str(path))
+    table = _resolve(path, ())
+    if not overrides:
+        return spec_from_dict(table, source=str(path))
+    return spec_from_dict(apply_overrides(table, overrides, _defaults()), source=f"{path} (with --set)")
 
 
 def _resolve(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
@@ -52,7 +62,13 @@ def _resolve(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         raise SpecError(f"{path}: extends {base!r}: a folder, expected a spec file ({_arrows((*chain, base_path))})")
     if not base_path.is_file():
         raise SpecError(f"{path}: extends {base!r}: no such file ({_arrows((*chain, base_path))})")
-    return _merge(_resolve(base_path, chain), data)
+    return merge(_resolve(base_path, chain), data)
+
+
+def _defaults() -> dict[str, Any]:
+    """The tables a spec may leave out, with their defaults: where an override's key goes into one."""
+    return {field.name: unstructure(field.default.factory()) for field in attrs.fields(Spec)
+            if isinstance(field.default, attrs.Factory)}
 
 
 def _read(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
@@ -67,17 +83,6 @@ def _read(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         raise SpecError(f"{path}: cannot read spec: {error}{via}") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: invalid TOML: {error}{via}") from None
-
-
-def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    """``child`` merged into ``base``: tables recursively, anything else (arrays too) replaced."""
-    merged = dict(base)
-    for key, value in child.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _arrows(chain: tuple[Path, ...]) -> str:
