@@ -158,7 +158,7 @@ class Passes:
 
     def backward(self, model: nn.Module, images: Tensor, masks: Tensor,
                  objective: Callable[[dict[str, Tensor], Tensor], Tensor],
-                 autocast: Callable[[], AbstractContextManager]) -> float:
+                 autocast: Callable[[], AbstractContextManager]) -> Tensor:
         """Run ``model`` on ``images`` ``(B, 3, H, W)`` in training and backpropagate.
 
         ``model`` is what to call: the model, or in a distributed run its
@@ -168,14 +168,16 @@ class Passes:
         ``objective(outputs, labels)`` is the loss of one pass: ``outputs`` a dict like
         ``model(images)``'s, ``labels`` ``(B, h, w)`` the masks at the outputs' pixels.
         Call ``.backward()`` on each pass's value (scaled so that they add up to one
-        batch's) and return their sum. Forward passes run inside ``autocast()``. By
-        default: one pass at input size.
+        batch's) and return their sum, detached, as a scalar tensor where it was computed:
+        not ``.item()``, which would make the host wait for the device at every step
+        (training reads the losses every few steps; a float is still accepted). Forward
+        passes run inside ``autocast()``. By default: one pass at input size.
         """
         with autocast():
             outputs = model(images)
         value = objective(outputs, masks)
         value.backward()
-        return value.item()
+        return value.detach()
 
     def inference(self, model: nn.Module) -> nn.Module:
         """The module that labels images at evaluation and prediction: ``(B, 3, H, W)`` ->
@@ -302,7 +304,11 @@ class Callback:
 
     def on_step_end(self, step: int, loss: float, lr: float) -> None:
         """Optimizer update ``step`` (1 to ``run.steps``) is done: its ``loss`` (the mean over the
-        global batch's labelled pixels) and the learning rate it used (the first parameter group's)."""
+        global batch's labelled pixels) and the learning rate it used (the first parameter group's).
+
+        Training reads the losses from the device every few steps only (``ctxseg.engine.train.LOG_EVERY``),
+        so this hook is called then, once for each step since, in order: every step's own values,
+        always before the evaluation, checkpoint and end of training that follow the step."""
 
     def on_evaluation(self, step: int, metrics: Mapping[str, Any],
                       examples: Sequence[tuple[int, Tensor, Tensor, Tensor]]) -> None:

@@ -45,6 +45,12 @@ __all__ = ["train"]
 PICTURES = 6
 """Validation images drawn into predictions/."""
 
+LOG_EVERY = 10
+"""Steps between the history's loss entries, and between the loop's reads of the device: the
+losses stay there until then (and until each evaluation and the last step), so that the host never
+waits for the accelerator within a step. The divergence check, the progress bar's loss and the
+callbacks' ``on_step_end`` come at these reading points."""
+
 
 def _build_data(spec: Spec, source: str):
     ref = spec.data.dataset
@@ -52,12 +58,13 @@ def _build_data(spec: Spec, source: str):
 
 
 def _objective(aux_weights: dict[str, float], criterion: nn.Module,
-               scale: float) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
-    """The loss of one pass, times ``scale``: the main output's plus the auxiliary heads'
-    times their weights, all against the same labels."""
+               scale: Tensor) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
+    """The loss of one pass, times ``scale`` (a scalar on the device): the main output's plus the
+    auxiliary heads' times their weights, all against the same labels."""
     def objective(outputs: dict[str, Tensor], labels: Tensor) -> Tensor:
         parts = {name: criterion(scores, labels) for name, scores in outputs.items()}
-        return scale * (parts["out"] + sum(aux_weights[n] * v for n, v in parts.items() if n != "out"))
+        value = parts["out"] + sum(aux_weights[n] * v for n, v in parts.items() if n != "out")
+        return scale.to(value.dtype) * value
     return objective
 
 
@@ -163,6 +170,7 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
                                   shard=me, shards=ranks))
     bar = tqdm(total=run.steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
     clock = _Clock(runtime.device)
+    unread: list[tuple[int, Tensor, float]] = []  # (step, its loss on the device, its lr) since the last read
     running: list[float] = []
     trains = state.step < run.steps
     while state.step < run.steps:
@@ -171,38 +179,46 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
         optimizer.zero_grad(set_to_none=True)
         loss = _step(replica, passes, criterion, model.aux_weights, runtime,
                      [next(loader) for _ in range(run.accumulate)], train_set.ignore_index)
-        if not math.isfinite(loss):
-            raise CtxsegError(f"{source}: training diverged at step {state.step} (loss {loss}); "
-                              "lower optimizer.lr or check the data")
         optimizer.step()
         clock.stepped()
         state.step += 1
-        running.append(loss)
-        callbacks.call("on_step_end", state.step, loss, optimizer.param_groups[0]["lr"])
+        unread.append((state.step, loss, optimizer.param_groups[0]["lr"]))
         bar.update()
-        bar.set_postfix(loss=f"{running[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2g}")
-        if state.step % 10 == 0 or state.step == run.steps:
-            state.history.append({"step": state.step, "loss": sum(running) / len(running)})
-            running = []
-        if state.step % eval_every == 0 or state.step == run.steps:
+        evaluates = state.step % eval_every == 0 or state.step == run.steps
+        if state.step % LOG_EVERY == 0 or evaluates:  # a reading point: the losses come to the host
+            for step, value, lr in _read(unread, state.step, source):
+                running.append(value)
+                callbacks.call("on_step_end", step, value, lr)
+                if step % LOG_EVERY == 0 or step == run.steps:
+                    state.history.append({"step": step, "loss": sum(running) / len(running)})
+                    running = []
+            bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.2g}")
+            unread = []
+        if evaluates:
             last = state.step == run.steps
-            metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES * (last or bool(callbacks)),
-                                         progress=progress, source=source)
+            with clock.apart("eval_seconds"):
+                metrics, examples = evaluate(inference, val_set, spec.metrics,
+                                             keep=PICTURES * (last or bool(callbacks)), progress=progress,
+                                             source=source)
             callbacks.call("on_evaluation", state.step, metrics, examples)
             state.history.append({"step": state.step, **{k: v for k, v in metrics.items()
                                                           if k not in ("per_class_iou", "confusion")}})
             if progress:
                 bar.write(f"step {state.step}: val mIoU {100 * metrics['mean_iou']:.1f}%")
-            rng = _random_states(runtime.device)  # every process takes part; the first writes
+            with clock.apart("checkpoint_seconds"):
+                rng = _random_states(runtime.device)  # every process takes part; the first writes
+                if me == 0:
+                    state.callbacks = callbacks.state_dicts()
+                    save_checkpoint(checkpoint, model, optimizer, state, resolved, rng)
             if me == 0:
-                state.callbacks = callbacks.state_dicts()
-                save_checkpoint(checkpoint, model, optimizer, state, resolved, rng)
                 callbacks.call("on_checkpoint", state.step, checkpoint)
     bar.close()
     if not trains:  # resumed a finished run: nothing was trained, evaluate once
-        metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES, progress=progress, source=source)
+        with clock.apart("eval_seconds"):
+            metrics, examples = evaluate(inference, val_set, spec.metrics, keep=PICTURES, progress=progress,
+                                         source=source)
     callbacks.call("on_train_end", metrics)
-    speed = clock.report(spec.data.batch_size * run.accumulate, compiled=run.compile)
+    speed = clock.report(spec.data.batch_size * run.accumulate)
     if me:
         return metrics
     save_weights(out / "model.safetensors", model, resolved, classes, train_set.palette, metrics)
@@ -226,9 +242,23 @@ def _replicate(model: SegmentationModel, runtime: Runtime, *, compile: bool) -> 
     return torch.compile(replica) if compile else replica
 
 
+def _read(unread: list[tuple[int, Tensor, float]], now: int, source: str) -> list[tuple[int, float, float]]:
+    """The steps' ``(step, loss, lr)`` with their losses read from the device at once (the loop's
+    one wait for it), or the CtxsegError of the first that diverged (a loss not finite)."""
+    if not unread:
+        return []
+    losses = torch.stack([loss for _, loss, _ in unread]).tolist()
+    for (step, _, _), loss in zip(unread, losses, strict=True):
+        if not math.isfinite(loss):
+            raise CtxsegError(f"{source}: training diverged at step {step} (loss {loss}; found at step {now}, "
+                              f"losses are read every {LOG_EVERY} steps); lower optimizer.lr or check the data")
+    return [(step, loss, lr) for (step, _, lr), loss in zip(unread, losses, strict=True)]
+
+
 def _step(replica: nn.Module, passes: Passes, criterion: nn.Module, aux_weights: dict[str, float],
-          runtime: Runtime, micro_batches: list[tuple[Tensor, Tensor]], ignore_index: int) -> float:
-    """Accumulate one update's gradients; return its loss, the same in every process.
+          runtime: Runtime, micro_batches: list[tuple[Tensor, Tensor]], ignore_index: int) -> Tensor:
+    """Accumulate one update's gradients; return its loss, the same in every process, as a float64
+    scalar on the device: nothing here waits for the device to finish.
 
     The loss is the mean over all labelled pixels of the global batch (every micro-batch of
     every process), as one big batch would give: each micro-batch's loss, a mean over its
@@ -236,17 +266,18 @@ def _step(replica: nn.Module, passes: Passes, criterion: nn.Module, aux_weights:
     the processes' gradients, hence the number of processes in the weight; it synchronizes
     them after the last micro-batch only (``no_sync`` before).
     """
-    ranks = distributed.world_size()
-    labelled = [(masks != ignore_index).sum().item() for _, masks in micro_batches]
-    total = max(1.0, distributed.all_sum(torch.tensor(float(sum(labelled)), dtype=torch.float64)).item())
-    loss = 0.0
-    for i, (images, masks) in enumerate(micro_batches):
-        images, masks = runtime.images(images), masks.to(runtime.device)
-        objective = _objective(aux_weights, criterion, ranks * labelled[i] / total)
+    ranks, device = distributed.world_size(), runtime.device
+    masks = [masks.to(device, non_blocking=True) for _, masks in micro_batches]
+    labelled = torch.stack([(m != ignore_index).sum() for m in masks]).double()
+    shares = ranks * labelled / distributed.all_sum(labelled.sum()).clamp(min=1.0)
+    loss = torch.zeros((), dtype=torch.float64, device=device)
+    for i, ((images, _), labels) in enumerate(zip(micro_batches, masks, strict=True)):
+        objective = _objective(aux_weights, criterion, shares[i])
         last = i == len(micro_batches) - 1
         with contextlib.nullcontext() if last or ranks == 1 else replica.no_sync():
-            loss += passes.backward(replica, images, masks, objective, runtime.autocast)
-    return distributed.all_sum(torch.tensor(loss, dtype=torch.float64)).item() / ranks
+            value = passes.backward(replica, runtime.images(images), labels, objective, runtime.autocast)
+        loss = loss + torch.as_tensor(value, dtype=torch.float64, device=device).detach()  # a float is accepted
+    return distributed.all_sum(loss) / ranks
 
 
 def _random_states(device: torch.device) -> dict[str, Tensor]:
@@ -259,38 +290,87 @@ def _random_states(device: torch.device) -> dict[str, Tensor]:
 
 
 class _Clock:
-    """Times training steps, the first (where ``torch.compile`` compiles) apart, and reads peak memory."""
+    """Times the training steps apart from what runs between them, and reads peak memory.
+
+    Each run of steps (from the loop's start, or from the end of an evaluation and its checkpoint,
+    to the next) is timed from its start to the end of its last step, the first step of the run
+    apart (warm-up: allocation, cuDNN's choices, ``torch.compile``). On CUDA, events recorded on the
+    device's stream mark those points and are read only by :meth:`report`, so that the host never
+    waits for the device to time a step; on the CPU, where a step is over when it returns,
+    ``perf_counter`` marks them. Evaluations and checkpoints are timed apart (:meth:`apart`).
+    """
 
     def __init__(self, device: torch.device):
-        self.device, self.times = device, []
-        if device.type == "cuda":
+        self.device, self.cuda = device, device.type == "cuda"
+        self.runs: list[list[Any]] = []  # [start, end of its last step, steps] for each run of steps
+        self.first: Any = None  # the end of the first step
+        self.seconds = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0}
+        if self.cuda:
             torch.cuda.reset_peak_memory_stats(device)
-        self.last = time.perf_counter()
+        self.runs.append([self._mark(), None, 0])
+
+    def _mark(self) -> Any:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.device))
+        return event
+
+    def _seconds(self, start: Any, end: Any) -> float:
+        return start.elapsed_time(end) / 1000 if self.cuda else end - start
 
     def stepped(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        now = time.perf_counter()
-        self.times.append(now - self.last)
-        self.last = now
+        """A step's work has been queued: its end is marked, without waiting for it."""
+        run = self.runs[-1]
+        run[1], run[2] = self._mark(), run[2] + 1
+        if self.first is None:
+            self.first = run[1]
 
-    def report(self, images_per_step: int, *, compiled: bool) -> dict[str, Any]:
-        """Seconds, images per second (after the first step when compiled), peak memory in MiB
+    @contextlib.contextmanager
+    def apart(self, name: str) -> Iterator[None]:
+        """Add the block's seconds to ``name`` (evaluation, checkpoints): the device is synchronized
+        before and after it, so that it counts neither the steps queued before nor its own
+        work left after it; a new run of steps starts after it."""
+        self._synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._synchronize()
+            self.seconds[name] += time.perf_counter() - start
+            self.runs.append([self._mark(), None, 0])
+
+    def _synchronize(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def report(self, images_per_step: int) -> dict[str, Any]:
+        """Seconds of the training steps (``train_seconds``, the first step's among them and also
+        ``first_step_seconds``), images per second over the steps after the first (over the first
+        where there is no other), the evaluations' and checkpoints' seconds, and peak memory in MiB
         (the most any process used: CUDA's allocated tensors, or the CPU process's resident set)."""
-        if self.device.type == "cuda":
+        self._synchronize()
+        runs = [(start, end, steps) for start, end, steps in self.runs if steps]
+        train = sum(self._seconds(start, end) for start, end, _ in runs)
+        steps = sum(steps for _, _, steps in runs)
+        first = self._seconds(runs[0][0], self.first) if runs else 0.0
+        timed, counted = (train - first, steps - 1) if steps > 1 else (train, steps)
+        if self.cuda:
             peak, kind = torch.cuda.max_memory_allocated(self.device), "cuda allocated"
         else:
             peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu resident set"  # KiB on Linux
         peak = distributed.all_max(torch.tensor(float(peak), dtype=torch.float64)).item()
-        timed = self.times[1:] if compiled and len(self.times) > 1 else self.times
-        return {"train_seconds": sum(self.times), "first_step_seconds": self.times[0] if self.times else 0.0,
-                "images_per_second": images_per_step * len(timed) / sum(timed) if timed else 0.0,
-                "peak_memory_mib": peak / 2**20, "peak_memory": kind}
+        return {"train_seconds": train, "first_step_seconds": first,
+                "images_per_second": images_per_step * counted / timed if timed > 0 else 0.0,
+                **self.seconds, "peak_memory_mib": peak / 2**20, "peak_memory": kind}
 
 
 def _describe(speed: dict[str, Any], ranks: int, runtime: Runtime, *, compiled: bool) -> str:
-    """The end-of-run line, e.g. "trained in 41.2 s: 12.3 images/s on 2 processes (fp32 on cpu), peak memory ..."."""
+    """The end-of-run line, e.g. "trained in 41.2 s (first step 1.3 s): 12.3 images/s on 2 processes
+    (fp32 on cpu), evaluation 5.1 s, checkpoints 0.4 s, peak memory ..."."""
     where = f" on {ranks} processes" if ranks > 1 else ""
-    first = f", first step {speed['first_step_seconds']:.1f} s (compiling)" if compiled else ""
-    return (f"trained in {speed['train_seconds']:.1f} s{first}: {speed['images_per_second']:.1f} images/s{where} "
-            f"({runtime.describe()}), peak memory {speed['peak_memory_mib']:.0f} MiB ({speed['peak_memory']})")
+    compiling = ", compiling" if compiled else ""
+    return (f"trained in {speed['train_seconds']:.1f} s (first step {speed['first_step_seconds']:.1f} s{compiling}): "
+            f"{speed['images_per_second']:.1f} images/s{where} ({runtime.describe()}), evaluation "
+            f"{speed['eval_seconds']:.1f} s, checkpoints {speed['checkpoint_seconds']:.1f} s, peak memory "
+            f"{speed['peak_memory_mib']:.0f} MiB ({speed['peak_memory']})")

@@ -40,7 +40,7 @@ def check_passes(cls: type, config: Any = None, *, name: str | None = None, max_
 
     For images ``(2, 3, h, w)``, h and w multiples of 8 from 16 to 40: ``backward``
     calls the objective with labels of its outputs' size, returns the sum of the
-    passes' shares of one batch's loss (a positive float, at most the sum of the
+    passes' shares of one batch's loss (a positive scalar tensor or float, at most the sum of the
     objective's values) and leaves a gradient on the classifier;
     ``inference(model)`` maps images to finite ``{"out": (2, 3, h, w)}`` scores, in eval
     mode, without changing the model's parameters.
@@ -74,6 +74,8 @@ def check_passes(cls: type, config: Any = None, *, name: str | None = None, max_
             total = passes.backward(model, images, masks, objective, contextlib.nullcontext)
             if not values:
                 _fail(who, f"backward never called the objective ({where})")
+            if isinstance(total, torch.Tensor) and total.shape == () and not total.requires_grad:
+                total = total.item()  # a scalar tensor, left unread on the device in training
             if not (isinstance(total, float) and 0 < total <= sum(values) * (1 + 1e-6)):
                 _fail(who, f"backward returned {_describe(total)} {total!r}, not the passes' shares of the "
                            f"objective's values {values} ({where})")

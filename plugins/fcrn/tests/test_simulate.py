@@ -104,7 +104,8 @@ def test_the_passes_gradients_add_up_to_the_finer_networks():
     centres = torch.arange(4, 33, 4).clamp(max=31)  # pixel p of the stride-4 map stands for 4p + 3.5
     fine_loss = criterion(fine.scores(images)["out"], labels[:, centres[:, None], centres])
     fine_loss.backward()
-    assert loss == pytest.approx(fine_loss.item(), rel=1e-9)
+    assert loss.shape == () and not loss.requires_grad  # left on the device, unread
+    assert loss.item() == pytest.approx(fine_loss.item(), rel=1e-9)
     for (name, p), q in zip(model.named_parameters(), fine.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-10, msg=name)
 
