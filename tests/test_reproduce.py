@@ -76,7 +76,7 @@ def test_a_bad_spec_stops_before_anything_trains(tmp_path: Path, tiny_spec_text:
     monkeypatch.setattr(reproduce, "train", lambda *a, **k: pytest.fail("trained before every spec was checked"))
     assert reproduce.main(["--table", "tiny", "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == (f"reproduce: error: {tmp_path / 'b.toml'}: optimizer: expected 'name' = "
-                                       "one of the registered optimizers: base.sgd\n")
+                                       "one of the registered optimizers: base.adam, base.adamw, base.sgd\n")
 
 
 def test_one_seed_has_no_standard_deviation(capsys: pytest.CaptureFixture) -> None:

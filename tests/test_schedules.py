@@ -1,17 +1,21 @@
 """The schedules give the learning rates of torch.optim.lr_scheduler's own schedulers, step by step;
-the optimizers are torch's, configured from TOML."""
+the optimizers are torch's, configured from TOML; backbone_lr_factor scales the backbone's steps."""
 
 from __future__ import annotations
 
 import pytest
+import safetensors.torch
 import torch
 from torch.optim import lr_scheduler
 
 from ctxseg.builtin.optimizers import SGD, Adam, AdamW
 from ctxseg.builtin.schedules import Cosine, MultiStep, Poly, Step
+from ctxseg.engine.train import train
 from ctxseg.errors import SpecError
-from ctxseg.spec import spec_from_dict
+from ctxseg.model import SegmentationModel
+from ctxseg.spec import load_spec, spec_from_dict
 from ctxseg.spec.convert import structure
+from ctxseg.testing.tolerance import unit_roundoff
 
 BASE_LR = 0.1
 
@@ -120,3 +124,37 @@ def test_betas_are_checked() -> None:
         spec_from_dict({"model": {"backbone": {"name": "base.resnet"}},
                         "optimizer": {"name": "base.adamw", "betas": [0.9, 1.0]}})
     assert "'betas' must be two numbers in [0, 1), got [0.9, 1.0]" in str(info.value)
+
+
+def test_backbone_lr_factor_scales_the_backbones_step_only(tmp_path, tiny_spec_file) -> None:
+    """One plain SGD step (no momentum, no weight decay: the step is lr x gradient), from the same weights on
+    the same batch: with backbone_lr_factor = 0.25 the backbone moves a quarter as far, the new layers as far."""
+    text = tiny_spec_file.read_text().replace("[data]", '[model]\nbatch_norm = "frozen_statistics"\n\n[data]')
+    text = text.replace("steps = 4", "steps = 1").replace("eval_every = 2", "eval_every = 0")
+    text += '\n[optimizer]\nname = "base.sgd"\nmomentum = 0.0\nweight_decay = 0.0\n'
+    (tmp_path / "full.toml").write_text(text)
+    (tmp_path / "quarter.toml").write_text(text + "backbone_lr_factor = 0.25\n")
+    spec = load_spec(tmp_path / "quarter.toml")
+    assert spec.optimizer.backbone_lr_factor == 0.25
+    for name in ("full", "quarter"):
+        train(load_spec(tmp_path / f"{name}.toml"), tmp_path / name, progress=False)
+    full, quarter = (safetensors.torch.load_file(tmp_path / name / "model.safetensors") for name in ("full", "quarter"))
+    torch.manual_seed(spec.run.seed)
+    model = SegmentationModel(spec.model, 8)
+    initial = dict(model.named_parameters())
+    u = unit_roundoff(torch.float32)
+    for key, start in initial.items():
+        factor = 0.25 if key.startswith("backbone.") else 1.0
+        start, moved = start.detach().double(), full[key].double()
+        expected = start + factor * (moved - start)
+        # each run rounds p - lr * g twice (the product, the sum), to within u of |p| and of |lr * g| each
+        bound = 2 * u * (start.abs() + (moved - start).abs())
+        assert ((quarter[key].double() - expected).abs() <= bound).all(), key
+    assert sum(not full[key].equal(start) for key, start in initial.items() if key.startswith("backbone.")) > 10
+
+
+def test_backbone_lr_factor_is_checked() -> None:
+    with pytest.raises(SpecError) as info:
+        spec_from_dict({"model": {"backbone": {"name": "base.resnet"}},
+                        "optimizer": {"name": "base.sgd", "backbone_lr_factor": -1.0}})
+    assert "optimizer" in str(info.value) and "'backbone_lr_factor' must be >= 0.0" in str(info.value)

@@ -27,8 +27,8 @@ def test_defaults_are_filled_in_and_round_trip(tmp_path):
     assert spec.model.backbone.config.depth == 18
     assert spec.loss.name == "base.cross_entropy" and spec.schedule.config.power == 0.9
     table = spec.to_dict()
-    assert table["optimizer"] == {"name": "base.sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4,
-                                  "nesterov": False}
+    assert table["optimizer"] == {"name": "base.sgd", "backbone_lr_factor": 1.0, "lr": 0.01, "momentum": 0.9,
+                                  "weight_decay": 1e-4, "nesterov": False}
     from ctxseg.spec import spec_from_dict
 
     assert spec_from_dict(table) == spec

@@ -165,7 +165,8 @@ def test_inspect_resolved_prints_toml_that_loads_back_equal(capsys):
     assert err == ""
     table = tomllib.loads(out)  # nothing but TOML is printed
     assert "extends" not in table and table["optimizer"] == {
-        "name": "base.sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False}  # defaults in
+        "name": "base.sgd", "backbone_lr_factor": 1.0, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4,
+        "nesterov": False}  # defaults in
     assert load_spec(write("resolved.toml", out)) == load_spec("child.toml")
 
 

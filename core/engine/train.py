@@ -57,6 +57,18 @@ def _build_data(spec: Spec, source: str):
     return ref.build("train", key="data.dataset", source=source), ref.build("val", key="data.dataset", source=source)
 
 
+def _parameter_groups(model: nn.Module, backbone_lr_factor: float) -> list[dict[str, Any]]:
+    """The trained parameters: one group, or with ``backbone_lr_factor`` the new layers' and the
+    backbone's, the latter's ``lr_factor`` scaling the optimizer's learning rate."""
+    trained = [p for p in model.parameters() if p.requires_grad]
+    if backbone_lr_factor == 1.0:
+        return [{"params": trained}]
+    backbone = {id(p) for p in model.backbone.parameters()}
+    groups = [{"params": [p for p in trained if id(p) not in backbone]},
+              {"params": [p for p in trained if id(p) in backbone], "lr_factor": backbone_lr_factor}]
+    return [group for group in groups if group["params"]]
+
+
 def _objective(aux_weights: dict[str, float], criterion: nn.Module,
                scale: Tensor) -> Callable[[dict[str, Tensor], Tensor], Tensor]:
     """The loss of one pass, times ``scale`` (a scalar on the device): the main output's plus the
@@ -145,12 +157,12 @@ def _train(spec: Spec, out: Path, runtime: Runtime, *, source: str, resume: bool
     inference = Inference(model, spec, source=source, runtime=runtime, passes=passes)  # training's set-up
     replica = _replicate(model, runtime, compile=run.compile)
     criterion = spec.loss.build(train_set.ignore_index, key="loss", source=source)
-    optimizer = spec.optimizer.build([p for p in model.parameters() if p.requires_grad], key="optimizer",
+    optimizer = spec.optimizer.build(_parameter_groups(model, spec.optimizer.backbone_lr_factor), key="optimizer",
                                      source=source)
     schedule = spec.schedule.build(run.steps, key="schedule", source=source)
     watched = TrainingRun(out, run.steps, tuple(classes), tuple(map(tuple, train_set.palette)), tuple(val_set.names))
     callbacks = Callbacks(run.all_callbacks if me == 0 else (), watched, source)  # where the run directory is written
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    base_lrs = [group["lr"] * group.get("lr_factor", 1.0) for group in optimizer.param_groups]
     resolved = spec.to_dict()
 
     if me == 0:

@@ -135,6 +135,10 @@ class ScheduleRef(Ref):
 @attrs.frozen
 class OptimizerRef(Ref):
     kind = Kind.OPTIMIZER
+    backbone_lr_factor: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+    """The backbone's learning rate as a fraction of ``lr``, the new layers' (context heads, fusion,
+    classifier, auxiliary heads). DeepLab's fine-tuning gives new layers 10 times the rate (0.1
+    here); none of the five papers does: FCRN Sec. 4.7 found it "shows no obvious advantage"."""
 
 
 @attrs.frozen
