@@ -75,11 +75,14 @@ def _counting_host_reads(monkeypatch) -> Iterator[collections.Counter]:
     yield counts
 
 
-@pytest.mark.parametrize("steps", [2, 8])
-def test_the_loop_reads_the_device_at_its_reading_points_only(steps, tmp_path, tiny_spec_text, monkeypatch):
+@pytest.mark.parametrize(("steps", "accumulate"), [(2, 1), (8, 1), (8, 2)])
+def test_the_loop_reads_the_device_at_its_reading_points_only(steps, accumulate, tmp_path, tiny_spec_text,
+                                                              monkeypatch):
     """With one reading point (the last step; no other evaluation, the history's interval beyond
-    the run), 2 and 8 steps read the device the same number of times: one read of the losses."""
-    spec = _variant(tmp_path / "spec.toml", tiny_spec_text, ("steps = 4", f"steps = {steps}"),
+    the run), 2 and 8 steps, of one micro-batch or two, read the device the same number of times:
+    one read of the losses."""
+    spec = _variant(tmp_path / "spec.toml", tiny_spec_text,
+                    ("steps = 4", f"steps = {steps}\naccumulate = {accumulate}"),
                     ("eval_every = 2", "eval_every = 0"))
     monkeypatch.setattr(train_module, "LOG_EVERY", 100)
     with _counting_host_reads(monkeypatch) as counts:
