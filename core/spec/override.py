@@ -104,7 +104,8 @@ def _array(node: Any, index: int, override: Override, where: str) -> list[Any]:
     if node is None:
         raise SpecError(f"--set {override.key}: the spec leaves {where} out; set it whole, as --set {where}=[...]")
     if not isinstance(node, (list, tuple)):
-        raise SpecError(f"--set {override.key}: {where} is {node!r}, not an array")
+        raise SpecError(f"--set {override.key}: {where} is {'a table' if isinstance(node, dict) else repr(node)}, "
+                        "not an array")
     if index >= len(node):
         entries = {0: "no entries", 1: "1 entry ([0])"}.get(len(node), f"{len(node)} entries ([0] to [{len(node) - 1}])")
         raise SpecError(f"--set {override.key}: the spec's {where} has {entries}")
