@@ -132,3 +132,40 @@ def test_training_seconds_leave_out_evaluations_and_checkpoints(tmp_path, tiny_s
     assert 0 < metrics["first_step_seconds"] < metrics["train_seconds"]
     assert metrics["images_per_second"] == pytest.approx(
         2 * 3 / (metrics["train_seconds"] - metrics["first_step_seconds"]), rel=1e-9)
+
+
+def test_on_cuda_the_clock_marks_steps_with_events_and_reads_them_at_the_end(monkeypatch):
+    """The clock's CUDA branch, on fake events whose device time is set by hand: stepping records an
+    event and never synchronizes; the report reads the events: two steps of 2 s, an evaluation of
+    5 s (left out), then a step of 1 s counted from the evaluation's end."""
+    now, synchronized = [0.0], []
+
+    class Event:
+        def __init__(self, enable_timing: bool = False):
+            assert enable_timing
+            self.time = None
+
+        def record(self, stream=None) -> None:
+            self.time = now[0]
+
+        def elapsed_time(self, end: Event) -> float:
+            return 1000 * (end.time - self.time)  # milliseconds
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synchronized.append(now[0]))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 2**30)
+    clock = train_module._Clock(torch.device("cuda", 0))
+    for _ in range(2):
+        now[0] += 2
+        clock.stepped()
+    with clock.apart("eval_seconds"):
+        now[0] += 5
+    now[0] += 1
+    clock.stepped()
+    assert synchronized == [4, 9]  # before and after the evaluation only
+    speed = clock.report(images_per_step=4)
+    assert speed["train_seconds"] == 2 + 2 + 1
+    assert speed["first_step_seconds"] == 2 and speed["images_per_second"] == 4 * 2 / 3
+    assert speed["peak_memory_mib"] == 1024 and speed["peak_memory"] == "cuda allocated"
