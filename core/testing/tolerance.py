@@ -66,16 +66,23 @@ def summation_bound(model: nn.Module, scale: float, dtype: torch.dtype | str = t
     return 2 * rounding_bound(dtype, depth * length, scale)
 
 
-def training_bound(model: nn.Module, scale: float, positions: int, dtype: torch.dtype | str = torch.float32) -> float:
+def training_bound(model: nn.Module, scale: float, positions: int, dtype: torch.dtype | str = torch.float32, *,
+                   value: float = 0.0, steps: int = 1) -> float:
     """How far two trainings of ``model`` that sum in different orders can end apart after a few
-    steps, on weights that moved by ``scale``. A weight's gradient sums a term per position of the
-    batch (``positions``: its pixels) of random sign in an untrained network: the terms' magnitudes
-    add up to about sqrt(positions) times the sum, so their rounding is ``lambda * positions * u``
-    of the gradient, beside what the backward pass through the layers adds (as
-    :func:`summation_bound`). A few steps give the network's sensitivity no time to grow it."""
+    ``steps``, on weights that moved by ``scale`` and are at most ``value`` in size. A weight's
+    gradient sums a term per position of the batch (``positions``: its pixels), of random sign in
+    an untrained network, so the terms' magnitudes add up to about sqrt(positions) times the sum;
+    summed one after another (scalar kernels, another thread split) the rounding reaches
+    ``positions * u`` of those magnitudes, the worst case of recursive summation, which the
+    probabilistic bound does not cover here (a batch's partial sums round with one bias):
+    ``positions**1.5 * u`` of the gradient, beside what the backward pass through the layers
+    adds (as :func:`summation_bound`). Each step also stores the updated weight, rounding it by
+    up to ``u * value`` (a batch norm's scale near 1 moves by a few ulps of 1). A few steps give
+    the network's sensitivity no time to grow the difference."""
     depth, length = layers(model)
-    relative = CONFIDENCE * unit_roundoff(dtype) * (positions + math.sqrt(depth * length))
-    return 2 * relative * scale
+    u = unit_roundoff(dtype)
+    relative = u * positions ** 1.5 + CONFIDENCE * u * math.sqrt(depth * length)
+    return 2 * (relative * scale + steps * u * value)
 
 
 def autocast_bound(model: nn.Module, scale: float) -> float:
