@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 
 import pytest
 import torch
@@ -56,14 +55,20 @@ def test_plain_fp32_is_a_candidate_so_auto_is_never_slower_than_it():
     assert fastest(time_one, KEY).mode == Mode("fp32", False)
 
 
-def test_the_time_spent_is_bounded_by_the_budget():
+def test_the_time_spent_is_bounded_by_the_budget(monkeypatch):
+    """Timed on a clock that each pass advances by 0.01 s: after the warm-up (4 passes), whole
+    rounds of 4 run until more than the 0.05 s budget has gone, so 2 rounds of the 100 allowed."""
+    now = [0.0]
+    monkeypatch.setattr(autotune.time, "perf_counter", lambda: now[0])
+
+    calls = []
+
     def time_one(mode: Mode) -> float:
-        time.sleep(0.01)
+        calls.append(mode)
+        now[0] += 0.01
         return 0.01
-    start = time.perf_counter()
     fastest(time_one, KEY, budget=0.05, rounds=100)
-    # warm-up (4 passes), then whole rounds of 4 passes until 0.05 s have gone: at most one round over
-    assert time.perf_counter() - start < 4 * 0.01 + 0.05 + 4 * 0.01 + 0.1
+    assert len(calls) == 4 + 2 * 4
 
 
 def test_a_measurement_is_cached_per_key_and_read_back_without_timing():
