@@ -184,3 +184,21 @@ def kill_after_first_checkpoint():
             with pytest.raises(KeyboardInterrupt):
                 train_module.train(spec, out, progress=False)
     return run
+
+
+@pytest.fixture
+def linear_checkpoint(tmp_path):
+    """``(path, model, optimizer)``: a checkpoint of a 2 x 2 linear layer after one SGD step with
+    momentum (so the optimizer has state), at step 3, saved with the spec ``{"a": 1}``."""
+    import torch
+
+    from ctxseg.files.checkpoint import TrainingState, save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, model, optimizer, TrainingState(step=3, history=[]), {"a": 1},
+                    {"rng/cpu": torch.get_rng_state()})
+    return path, model, optimizer

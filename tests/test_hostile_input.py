@@ -25,7 +25,7 @@ from ctxseg.data.samples import read_image
 from ctxseg.engine.predict import list_images
 from ctxseg.engine.train import _check_run_directory
 from ctxseg.errors import DataError, PluginError, WeightsError
-from ctxseg.files.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from ctxseg.files.checkpoint import load_checkpoint
 from ctxseg.files.weights import read_weights, save_weights, write_tensors
 from ctxseg.model import SegmentationModel
 from ctxseg.model.load import load_model
@@ -343,14 +343,8 @@ def test_a_palette_shorter_than_the_classes_is_refused(weights):
 
 @pytest.mark.parametrize(("key", "value"), [("ctxseg.param_groups", '[{"lr": 1}]'), ("ctxseg.step", "many"),
                                             ("ctxseg.spec", "[" * 200_000)])
-def test_a_damaged_checkpoint_is_a_weights_error(tmp_path, key, value):
-    model = torch.nn.Linear(2, 2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model(torch.ones(1, 2)).sum().backward()
-    optimizer.step()
-    path = tmp_path / "checkpoint.safetensors"
-    save_checkpoint(path, model, optimizer, TrainingState(step=3, history=[]), {"a": 1},
-                    {"rng/cpu": torch.get_rng_state()})
+def test_a_damaged_checkpoint_is_a_weights_error(linear_checkpoint, key, value):
+    path, model, optimizer = linear_checkpoint
     load_checkpoint(path, model, optimizer, {"a": 1})  # intact, it loads
     _rewrite_metadata(path, **{key: value})
     with pytest.raises(WeightsError, match=rf"^{path}: corrupt checkpoint"):
