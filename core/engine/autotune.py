@@ -60,6 +60,7 @@ def candidates(precision: str, backend: str, *, onnxruntime: bool) -> tuple[Mode
     in_onnxruntime = (ONNXRUNTIME,) if onnxruntime and precision in ("auto", "fp32") else ()
     return {"torch": in_torch, "onnxruntime": in_onnxruntime, "auto": in_torch + in_onnxruntime}[backend]
 
+
 PRUNE = 2.0
 """A mode slower than this many times the fastest after the first timed round is not timed again."""
 
